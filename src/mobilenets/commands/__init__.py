@@ -1,0 +1,1 @@
+"""Subcommands of the ``mobilenets`` command line, one module per workflow step."""

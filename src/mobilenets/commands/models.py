@@ -1,0 +1,127 @@
+"""``list``, ``info`` and ``zoo``: the registry and complexity accounting."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..complexity import Comparison, compare_published, profile
+from ..registry import create_model, get_entry, list_models
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("list", help="list registered models")
+    p.add_argument("pattern", nargs="?", default="*", help="shell-style pattern, e.g. 'mobilenet_v3_*'")
+    p.add_argument("--json", action="store_true", help="print a JSON list")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("info", help="per-layer params and MAdds of a model, and the P-V1 Table 2 breakdown")
+    p.add_argument("name", help="registered model name (see `mobilenets list`)")
+    p.add_argument("--resolution", "-r", default="224", help="input size: 224 or HxW such as 224x160")
+    p.add_argument("--num-classes", type=int, default=1000)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("zoo", help="every registered model beside its published params and MAdds")
+    p.add_argument("pattern", nargs="?", default="*", help="shell-style pattern")
+    p.add_argument("--json", action="store_true", help="print a JSON list")
+    p.set_defaults(func=cmd_zoo)
+
+
+def cmd_list(args) -> int:
+    names = list_models(args.pattern)
+    if not names:
+        raise ValueError(f"no model matches {args.pattern!r}; try `mobilenets list`")
+    if args.json:
+        print(json.dumps(names))
+    else:
+        width = max(map(len, names))
+        for name in names:
+            print(f"{name:<{width}}  {get_entry(name).description}")
+    return 0
+
+
+def _millions(n: int) -> str:
+    return f"{n / 1e6:.3f}M"
+
+
+def cmd_info(args) -> int:
+    model = create_model(args.name, num_classes=args.num_classes)
+    prof = profile(model, args.resolution)
+    if args.json:
+        print(json.dumps(prof.as_dict()))
+        return 0
+    h, w = prof.resolution
+    print(f"{prof.name} at {h}x{w}: {prof.params:,} params, {prof.madds:,} MAdds ({prof.madds / 1e6:.1f}M)")
+    print()
+    header = f"{'layer':<28} {'type':<16} {'input':>14} {'output':>14} {'params':>10} {'MAdds':>12}"
+    print(header)
+    print("-" * len(header))
+    for layer in prof.layers:
+        shape_in = "x".join(map(str, layer.in_shape))
+        shape_out = "x".join(map(str, layer.out_shape))
+        params = layer.params + layer.bn_params
+        print(f"{layer.name:<28} {layer.kind:<16} {shape_in:>14} {shape_out:>14} {params:>10,} {layer.madds:>12,}")
+    print()
+    print(f"{'type':<16} {'MAdds':>8} {'params':>8}   (P-V1 Table 2 style: params without BN)")
+    for kind, (madds_pct, params_pct) in prof.breakdown(count_bn=False).items():
+        print(f"{kind:<16} {madds_pct:>7.2f}% {params_pct:>7.2f}%")
+    return 0
+
+
+def _rel(value: float | None) -> str:
+    return "" if value is None else f"{100 * value:+.1f}%"
+
+
+def _status(comp: Comparison) -> str:
+    checks = [ok for ok in (comp.params_ok, comp.madds_ok) if ok is not None]
+    if not all(checks):
+        return "MISMATCH"
+    return "erratum" if comp.published.erratum else "ok"
+
+
+def cmd_zoo(args) -> int:
+    rows = []
+    for name in list_models(args.pattern):
+        model_profile = profile(create_model(name))
+        comparisons = compare_published(name)
+        if not comparisons:
+            rows.append({"model": name, "params": model_profile.params, "madds": model_profile.madds})
+        for comp in comparisons:
+            pub = comp.published
+            rows.append({
+                "model": name, "source": pub.source, "resolution": pub.resolution,
+                "params": comp.params, "madds": comp.madds,
+                "published_params": pub.params, "published_madds": pub.madds,
+                "checked_params": comp.params_text, "checked_madds": comp.madds_text,
+                "params_diff": Comparison.relative(comp.params, comp.params_text),
+                "madds_diff": Comparison.relative(comp.madds, comp.madds_text),
+                "top1": pub.top1, "status": _status(comp), "erratum": pub.erratum, "note": pub.note,
+            })  # fmt: skip
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    header = (
+        f"{'model':<32} {'source':<34} {'res':>4} {'params':>8} {'published':>10} {'diff':>6}"
+        f" {'MAdds':>8} {'published':>10} {'diff':>6} {'top1':>5}  status"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        if "source" not in r:
+            print(f"{r['model']:<32} {'(no published figures)':<34} {224:>4} {_millions(r['params']):>8}"
+                  f" {'':>10} {'':>6} {r['madds'] / 1e6:>7.1f}M")  # fmt: skip
+            continue
+        print(
+            f"{r['model']:<32} {r['source'][:34]:<34} {r['resolution']:>4} {_millions(r['params']):>8}"
+            f" {r['published_params'] or '':>10} {_rel(r['params_diff']):>6} {r['madds'] / 1e6:>7.1f}M"
+            f" {r['published_madds'] or '':>10} {_rel(r['madds_diff']):>6} {r['top1'] or '':>5}  {r['status']}"
+        )
+    errata = {r["erratum"] for r in rows if r.get("erratum")}
+    if errata:
+        print("\nErrata (the figure checked instead is in the diff column):")
+        for text in sorted(errata):
+            print(f"- {text}")
+    mismatches = sum(r.get("status") == "MISMATCH" for r in rows)
+    print(f"\n{len(rows)} figures, {mismatches} mismatches")
+    return 1 if mismatches else 0

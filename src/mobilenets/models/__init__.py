@@ -1,0 +1,9 @@
+"""Model families: each module holds its paper table, its builder and its registrations."""
+
+from .mobilenet_v1 import mobilenet_v1
+from .mobilenet_v2 import mobilenet_v2
+from .mobilenet_v3 import mobilenet_v3
+from .net import FeatureInfo, MobileNet
+from .shufflenet_v1 import shufflenet_v1
+
+__all__ = ["FeatureInfo", "MobileNet", "mobilenet_v1", "mobilenet_v2", "mobilenet_v3", "shufflenet_v1"]
