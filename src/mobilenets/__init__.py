@@ -1,7 +1,9 @@
 """mobilenets: MobileNetV1/V2/V3 and ShuffleNet V1, built from the papers' tables."""
 
 from .complexity import Profile, compare_published, profile
+from .io import load_model, save_model
 from .models import FeatureInfo, MobileNet, mobilenet_v1, mobilenet_v2, mobilenet_v3, shufflenet_v1
+from .preprocessing import Preprocessing
 from .registry import create_model, list_models
 
 __version__ = "0.1.0"
@@ -9,13 +11,16 @@ __version__ = "0.1.0"
 __all__ = [
     "FeatureInfo",
     "MobileNet",
+    "Preprocessing",
     "Profile",
     "compare_published",
     "create_model",
     "list_models",
+    "load_model",
     "mobilenet_v1",
     "mobilenet_v2",
     "mobilenet_v3",
     "profile",
+    "save_model",
     "shufflenet_v1",
 ]

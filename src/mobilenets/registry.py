@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from torch import nn
 
 
-
 @dataclass(frozen=True)
 class Published:
     """A params/MAdds figure as a source printed it, and the counting convention it used.

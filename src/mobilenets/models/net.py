@@ -61,6 +61,9 @@ class MobileNet(nn.Module):
         self.family = family
         self.options = dict(options or {})
         self.name = family  # create_model() sets the registered name
+        self.labels: list[str] | None = None  # class names, when known (set by training, load_model, converters)
+        self.preprocessing = None  # the input contract of the weights (mobilenets.preprocessing.Preprocessing)
+        self.metadata: dict = {}
 
         self.stem = stem
         self.stages = nn.Sequential(*(nn.Sequential(*blocks) for blocks in stages))

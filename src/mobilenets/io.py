@@ -1,0 +1,219 @@
+"""Model directories (``model.safetensors`` + ``config.json``) and atomic writes.
+
+Nothing here leaves a half-written file: every file is written to a temporary
+name beside its target, flushed to disk, then renamed over it; a model directory
+is assembled in a temporary sibling and swapped in whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .preprocessing import Preprocessing, default_preprocessing
+
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+
+# --- atomic writes --------------------------------------------------------------
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp_path)``, then rename the finished file to ``path``.
+
+    If ``write`` raises (or the process dies), ``path`` keeps its old content.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
+    """Build a directory in a temporary sibling; on success it replaces ``path`` whole."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise FileExistsError(f"{path} exists and is not a directory; choose another output path")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        _fsync_dir(tmp)
+        if path.exists():
+            old = tmp.with_name(tmp.name + ".old")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --- state dicts ----------------------------------------------------------------
+
+
+def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """Raise a ValueError naming the first key that does not fit ``model`` (missing, unexpected or mis-shaped)."""
+    expected = model.state_dict()
+    for key, value in expected.items():
+        if key not in state_dict:
+            raise ValueError(f"{source} does not fit {getattr(model, 'name', 'the model')}: missing key {key!r} "
+                             f"(expected shape {tuple(value.shape)})")  # fmt: skip
+        if tuple(state_dict[key].shape) != tuple(value.shape):
+            raise ValueError(
+                f"{source} does not fit {getattr(model, 'name', 'the model')}: {key!r} has shape "
+                f"{tuple(state_dict[key].shape)} in the {source} but {tuple(value.shape)} in the model; "
+                "check the variant name and num_classes"
+            )
+    unexpected = [k for k in state_dict if k not in expected]
+    if unexpected:
+        raise ValueError(f"{source} does not fit {getattr(model, 'name', 'the model')}: unexpected key "
+                         f"{unexpected[0]!r} ({len(unexpected)} unexpected in all)")  # fmt: skip
+
+
+def load_state_dict_checked(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str = "checkpoint"):
+    check_state_dict(model, state_dict, source)
+    model.load_state_dict(state_dict, strict=True)
+    return model
+
+
+# --- model directories ------------------------------------------------------------
+
+
+def save_model(
+    model: nn.Module,
+    directory: str | os.PathLike,
+    *,
+    labels: list[str] | None = None,
+    preprocessing: Preprocessing | None = None,
+    metadata: dict | None = None,
+) -> Path:
+    """Save ``model`` as ``directory/model.safetensors`` + ``directory/config.json``, atomically.
+
+    ``labels`` and ``preprocessing`` default to the model's own (set by load_model,
+    training or a converter), else ImageNet-style preprocessing.
+    """
+    from safetensors.torch import save_file
+
+    config = getattr(model, "config", None)
+    if not config or not config.get("family"):
+        raise TypeError(f"save_model needs a mobilenets model (from create_model), got {type(model).__name__}")
+    labels = labels if labels is not None else getattr(model, "labels", None)
+    if labels is not None and len(labels) != model.num_classes:
+        raise ValueError(f"{len(labels)} labels given for a model with {model.num_classes} classes")
+    preprocessing = preprocessing or getattr(model, "preprocessing", None) or default_preprocessing(model.in_chans)
+    document = {
+        "format_version": FORMAT_VERSION,
+        **config,
+        "num_classes": model.num_classes,
+        "labels": list(labels) if labels is not None else None,
+        "preprocessing": preprocessing.to_dict(),
+        "metadata": metadata or getattr(model, "metadata", None) or {},
+    }
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    with atomic_directory(directory) as tmp:
+        save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "mobilenets": str(FORMAT_VERSION)})
+        (tmp / CONFIG_FILE).write_text(json.dumps(document, indent=2) + "\n")
+        for name in (WEIGHTS_FILE, CONFIG_FILE):
+            with open(tmp / name, "rb+") as f:
+                os.fsync(f.fileno())
+    return Path(directory)
+
+
+def read_config(directory: str | os.PathLike) -> dict:
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(
+            f"{directory} is not a directory; a model directory holds {WEIGHTS_FILE} and {CONFIG_FILE}"
+        )
+    config_path = directory / CONFIG_FILE
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{directory} is not a model directory: it has no {CONFIG_FILE} "
+                                "(create one with `mobilenets convert`, `mobilenets train` or mobilenets.save_model)")  # fmt: skip
+    try:
+        config = json.loads(config_path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{config_path} is not valid JSON: {err}") from None
+    for key in ("family", "options"):
+        if key not in config:
+            raise ValueError(f"{config_path} has no {key!r} field; it was not written by mobilenets")
+    if config.get("format_version", 0) > FORMAT_VERSION:
+        raise ValueError(f"{config_path} has format_version {config['format_version']}; "
+                         f"this mobilenets reads up to {FORMAT_VERSION}: upgrade mobilenets")  # fmt: skip
+    return config
+
+
+def build_from_config(config: dict) -> nn.Module:
+    """An untrained model with the architecture a config describes."""
+    from . import models
+
+    family = config["family"]
+    builder = getattr(models, family, None)
+    if builder is None or not callable(builder):
+        raise ValueError(f"unknown model family {family!r} in config; known: mobilenet_v1, mobilenet_v2, "
+                         "mobilenet_v3, shufflenet_v1")  # fmt: skip
+    model = builder(**config["options"])
+    model.name = config.get("name") or family
+    return model
+
+
+def load_model(directory: str | os.PathLike, *, device: str | torch.device = "cpu") -> nn.Module:
+    """Load a model directory written by save_model; returns the model in eval mode.
+
+    The model carries ``labels``, ``preprocessing`` and ``metadata`` from the config.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    config = read_config(directory)
+    weights = directory / WEIGHTS_FILE
+    if not weights.is_file():
+        raise FileNotFoundError(f"{directory} is not a complete model directory: it has no {WEIGHTS_FILE}")
+    try:
+        state_dict = load_file(str(weights), device=str(device))
+    except (SafetensorError, OSError) as err:
+        raise ValueError(f"{weights} is not a readable safetensors file ({err}); it may be truncated") from None
+    model = build_from_config(config)
+    load_state_dict_checked(model, state_dict, source=str(weights))
+    model.labels = config.get("labels")
+    model.preprocessing = Preprocessing.from_dict(config["preprocessing"]) if config.get("preprocessing") else None
+    model.metadata = config.get("metadata") or {}
+    return model.to(device).eval()
