@@ -165,8 +165,10 @@ def read_config(directory: str | os.PathLike) -> dict:
         )
     config_path = directory / CONFIG_FILE
     if not config_path.is_file():
-        raise FileNotFoundError(f"{directory} is not a model directory: it has no {CONFIG_FILE} "
-                                "(create one with `mobilenets convert`, `mobilenets train` or mobilenets.save_model)")  # fmt: skip
+        raise FileNotFoundError(
+            f"{directory} is not a model directory: it has no {CONFIG_FILE} "
+            "(create one with `mobilenets convert`, `mobilenets train` or mobilenets.save_model)"
+        )
     try:
         config = json.loads(config_path.read_text())
     except json.JSONDecodeError as err:
