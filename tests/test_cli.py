@@ -1,0 +1,62 @@
+"""The command line: list, info, zoo, and its error messages."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from mobilenets.cli import main
+
+
+def test_list_filters_by_pattern(capsys):
+    assert main(["list", "shufflenet_v1_g8_*", "--json"]) == 0
+    names = json.loads(capsys.readouterr().out)
+    expected = {f"shufflenet_v1_g8_{w}" for w in ("025", "050", "100", "150", "200")}
+    expected |= {f"shufflenet_v1_g8_{w}_noshuffle" for w in ("025", "050", "100")}
+    assert set(names) == expected and len(names) == len(expected)
+    assert main(["list", "mobilenet_v1*"]) == 0
+    assert "MobileNetV1, alpha 0.25" in capsys.readouterr().out
+
+
+def test_info_json_has_totals_and_layers(capsys):
+    assert main(["info", "mobilenet_v1_100", "--resolution", "160", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["name"] == "mobilenet_v1_100" and info["resolution"] == [160, 160]
+    assert info["params"] == 4_231_976 and round(info["madds"] / 1e6) == 291
+    assert sum(layer["madds"] for layer in info["layers"]) == info["madds"]
+    assert set(info["breakdown"]) == {"conv 1x1", "depthwise 3x3", "conv 3x3", "fully connected"}
+
+
+def test_info_table_non_square(capsys):
+    assert main(["info", "mobilenet_v3_small_100", "-r", "224x160"]) == 0
+    out = capsys.readouterr().out
+    assert "at 224x160" in out and "stages.0.0.se.fc1" in out and "SE" in out and "P-V1 Table 2" in out
+
+
+def test_zoo_json_has_no_mismatch(capsys):
+    assert main(["zoo", "mobilenet_v3_*", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["status"] for r in rows} <= {"ok", "erratum"}
+    assert any(r["status"] == "erratum" and r["model"] == "mobilenet_v3_small_100" for r in rows)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["info", "mobilenet_v2_10"], "did you mean mobilenet_v2_1"),
+        (["info", "mobilenet_v2_100", "-r", "16"], "too small"),
+        (["info", "mobilenet_v2_100", "-r", "wide"], "224x160"),
+        (["list", "nothing*"], "no model matches"),
+    ],
+)
+def test_errors_are_one_clear_line(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_python_dash_m_entry_point():
+    out = subprocess.run([sys.executable, "-m", "mobilenets", "list", "mobilenet_v2_1*"],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert out.split()[0::4][:3] == ["mobilenet_v2_100", "mobilenet_v2_130", "mobilenet_v2_140"]
