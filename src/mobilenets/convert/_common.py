@@ -96,9 +96,10 @@ def read_torch_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
                 "state dicts are read (torch.load weights_only=True). Re-save it with "
                 "torch.save(model.state_dict(), path) from code you trust"
             ) from None
-        except (RuntimeError, EOFError, OSError, ValueError) as err:
+        except Exception as err:  # torch.load raises RuntimeError, EOFError, even KeyError on foreign bytes
+            detail = (str(err).splitlines() or [""])[0] or type(err).__name__
             raise ValueError(
-                f"{path} is not a readable PyTorch checkpoint ({str(err).splitlines()[0]}); "
+                f"{path} is not a readable PyTorch checkpoint ({type(err).__name__}: {detail[:120]}); "
                 "it may be truncated or in another format"
             ) from None
     return unwrap_state_dict(data, str(path))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -155,6 +156,7 @@ class _Plan:
         cls = "depthwise_conv2d" if depthwise else "conv2d"
         self.layer(conv, cls, [(f"{ours}.conv.weight", "kernel", _depthwise if depthwise else _conv)])
         self.layer(bn, "batch_normalization", [(f"{ours}.bn.{p}", v, None) for p, v in _BN])
+        self.steps.append(Copy(f"{ours}.bn.num_batches_tracked", f"{bn}/num_batches_tracked", optional=True))
 
     def classifier(self, name: str, cls: str, drop_background: bool):
         kernel = _drop_background(_linear) if drop_background else _linear
@@ -173,9 +175,7 @@ def plan(model: nn.Module, target: Target, keys: set[str], drop_background: bool
         for name, cls in p.layers:
             rename[name] = f"#{cls}/{counters.get(cls, 0)}"
             counters[cls] = counters.get(cls, 0) + 1
-        return [
-            Copy(s.ours, rename[s.source.split("/")[0]] + "/" + s.source.split("/")[1], s.transform) for s in p.steps
-        ]
+        return [replace(s, source=rename[s.source.split("/")[0]] + "/" + s.source.split("/")[1]) for s in p.steps]
     return p.steps
 
 

@@ -48,7 +48,7 @@ def plan(model: nn.Module, target: Target, keys: set[str]) -> list[Copy]:
             permute = None
         else:
             index = _megvii_to_ours(block.dw.conv.out_channels, groups)
-            permute = index.__getitem__  # reorders dim 0 of the dw weight and of every BN vector
+            permute = _take(index)  # reorders dim 0 of the dw weight and of every BN vector
         steps.append(Copy(f"{ours}.dw.conv.weight", f"{theirs}.branch_main_1.3.weight", permute))
         steps += torch_bn(f"{ours}.dw.bn", f"{theirs}.branch_main_1.4", permute)
         steps += torch_cna(f"{ours}.gconv2", f"{theirs}.branch_main_2.0", f"{theirs}.branch_main_2.1")
@@ -57,3 +57,7 @@ def plan(model: nn.Module, target: Target, keys: set[str]) -> list[Copy]:
         # megvii's classifier has no bias: ours gets zeros of the right length
         steps.append(Copy("classifier.bias", "classifier.0.weight", lambda w: torch.zeros(w.shape[0], dtype=w.dtype)))
     return steps
+
+
+def _take(index: torch.Tensor):
+    return lambda t: t[index]

@@ -88,8 +88,8 @@ def plan(model: nn.Module, target: Target, keys: set[str]) -> list[Copy]:
     prefixes = [p for p in prefixes if p not in head_block]
     blocks = block_list(model)
     if len(prefixes) != len(blocks):
-        raise ValueError(f"the checkpoint has {len(prefixes)} blocks but {model.name} has {len(blocks)}; "
-                         "check the model name")  # fmt: skip
+        raise ValueError(f"the checkpoint has {len(prefixes)} timm blocks (blocks.S.I.*) but {model.name} has "
+                         f"{len(blocks)}; check --from and the model name")  # fmt: skip
     for (ours, block), theirs in zip(blocks, prefixes, strict=True):
         if isinstance(block, InvertedResidual) and block.has_expand:  # timm InvertedResidual
             steps += torch_cna(f"{ours}.expand", f"{theirs}.conv_pw", f"{theirs}.bn1")
