@@ -432,3 +432,23 @@ def test_truncated_and_foreign_files(tmp_path, capsys, small_v3):
     _fails(tmp_path, capsys, [small_v3, "--from", "timm", "--model", "mobilenetv1_100h"], "cannot be converted")
     _fails(tmp_path, capsys, [small_v3, "--from", "timm", "--model", "resnet50"], "valid: mobilenetv1_100")
     _fails(tmp_path, capsys, [small_v3, "--from", "timm", "--model", "mobilenetv3_small_100"], "has 0 timm blocks")
+
+
+def test_python_api(tmp_path):
+    from mobilenets.convert import convert, convert_checkpoint, resolve, source_models
+
+    reference, src = _megvii_checkpoint(tmp_path, 3, 0.5)
+    model = convert_checkpoint(src, "megvii", "shufflenet_v1_g3_050", labels=[f"c{i}" for i in range(1000)])
+    assert not model.training and model.labels[7] == "c7"
+    out = convert(src, tmp_path / "m", "megvii", "shufflenet_v1_g3_050", labels="none")
+    loaded = load_model(out)
+    assert loaded.labels is None and loaded.metadata["converted_from"]["source"] == "megvii"
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+    assert "mobilenet_v3_large" in source_models("torchvision") and "MobileNetV2" in source_models("keras")
+    assert resolve("timm", "tf_mobilenetv3_large_100.in1k").options["padding"] == "same"
+    with pytest.raises(ValueError, match="unknown source"):
+        resolve("caffe", "x")
+    with pytest.raises(ValueError, match="1000 labels|3 labels"):
+        convert_checkpoint(src, "megvii", "shufflenet_v1_g3_050", labels=["a", "b", "c"])
