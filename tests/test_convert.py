@@ -19,6 +19,15 @@ from mobilenets.layers import ChannelShuffle
 ATOL = 1e-5
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: on a shared 2-core machine, spinning thread pools made these tests 10x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _randomize(model: nn.Module, seed: int = 0) -> nn.Module:
     """Random BN affine parameters and running statistics, so identity BN cannot pass."""
     gen = torch.Generator().manual_seed(seed)
