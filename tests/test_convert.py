@@ -87,9 +87,9 @@ def test_torchvision(tmp_path, name):
 
 # --- timm ---------------------------------------------------------------------------------
 
-TIMM_FAST = ["mobilenetv1_100", "mobilenetv2_100", "mobilenetv3_large_100", "tf_mobilenetv3_small_100"]
+TIMM_FAST = ["mobilenetv1_100h", "mobilenetv2_100", "mobilenetv3_large_100", "tf_mobilenetv3_small_100"]
 TIMM_SLOW = [
-    "mobilenetv1_125", "mobilenetv2_035", "mobilenetv2_050", "mobilenetv2_075", "mobilenetv2_140",
+    "mobilenetv1_100", "mobilenetv1_125", "mobilenetv2_035", "mobilenetv2_050", "mobilenetv2_075", "mobilenetv2_140",
     "mobilenetv3_large_075", "mobilenetv3_small_075", "mobilenetv3_small_100", "tf_mobilenetv3_large_075",
     "tf_mobilenetv3_large_100", "tf_mobilenetv3_large_minimal_100", "tf_mobilenetv3_small_075",
     "tf_mobilenetv3_small_minimal_100",
@@ -119,6 +119,8 @@ def test_timm(tmp_path, name):
     tf_port = name.startswith("tf_")
     assert ours.config["options"]["padding"] == ("same" if tf_port else "symmetric")
     assert ours.config["options"]["bn_eps"] == (1e-3 if tf_port else 1e-5)
+    if name == "mobilenetv1_100h":  # MobileNetV1 with timm's 1024 conv head (a core option, head_chs)
+        assert ours.config["options"]["head_chs"] == 1024 and ours.feature_info[-1].module == "head"
 
 
 @pytest.mark.slow
@@ -438,7 +440,7 @@ def test_truncated_and_foreign_files(tmp_path, capsys, small_v3):
            "not a readable PyTorch checkpoint")  # fmt: skip
     _fails(tmp_path, capsys, [tmp_path / "notes.txt", "--from", "keras", "--model", "MobileNetV2"],
            "not a readable HDF5 file")  # fmt: skip
-    _fails(tmp_path, capsys, [small_v3, "--from", "timm", "--model", "mobilenetv1_100h"], "cannot be converted")
+    _fails(tmp_path, capsys, [small_v3, "--from", "timm", "--model", "mobilenetv2_110d"], "cannot be converted")
     _fails(tmp_path, capsys, [small_v3, "--from", "timm", "--model", "resnet50"], "valid: mobilenetv1_100")
     _fails(tmp_path, capsys, [small_v3, "--from", "timm", "--model", "mobilenetv3_small_100"], "has 0 timm blocks")
 

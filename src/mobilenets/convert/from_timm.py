@@ -21,6 +21,7 @@ _TF = {"padding": "same", "bn_eps": 1e-3}
 # timm name -> (our name, family, options, mean/std of its default weights)
 _TABLE = {
     "mobilenetv1_100": ("mobilenet_v1_100", "mobilenet_v1", {"width_mult": 1.0}, "inception"),
+    "mobilenetv1_100h": ("mobilenet_v1_100h", "mobilenet_v1", {"width_mult": 1.0, "head_chs": 1024}, "inception"),
     "mobilenetv1_125": ("mobilenet_v1_125", "mobilenet_v1", {"width_mult": 1.25}, "inception"),
     **{
         f"mobilenetv2_{a}": (f"mobilenet_v2_{a}", "mobilenet_v2", {"width_mult": int(a) / 100}, "imagenet")
@@ -44,7 +45,6 @@ _TABLE = {
 }  # fmt: skip
 # Known timm names this architecture cannot hold, and why.
 UNSUPPORTED = {
-    "mobilenetv1_100h": "it adds a 1024-wide conv head after the last block, which our MobileNetV1 does not have",
     "mobilenetv2_110d": "it is depth-scaled (more blocks per stage than P-V2 Table 2)",
     "mobilenetv2_120d": "it is depth-scaled (more blocks per stage than P-V2 Table 2)",
     "mobilenetv3_large_150d": "it is depth-scaled",
