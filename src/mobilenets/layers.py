@@ -174,15 +174,27 @@ class InvertedResidual(nn.Module):
         return self.forward_with_expansion(x)[0]
 
 
-class ChannelShuffle(nn.Module):
-    """P-SN Sec 3.1: reshape channels to (groups, n), transpose, flatten."""
+SHUFFLE_ORDERS = ("paper", "megvii")
 
-    def __init__(self, groups: int):
+
+class ChannelShuffle(nn.Module):
+    """P-SN Sec 3.1: reshape channels to (groups, n), transpose, flatten.
+
+    ``order="megvii"`` is the inverse permutation (reshape to (n, groups)) that
+    megvii's released ShuffleNetV1 weights were trained with; the two agree iff n == groups.
+    """
+
+    def __init__(self, groups: int, order: str = "paper"):
         super().__init__()
+        if order not in SHUFFLE_ORDERS:
+            raise ValueError(f"unknown shuffle order {order!r}; valid: {', '.join(SHUFFLE_ORDERS)}")
         self.groups = groups
+        self.order = order
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
+        if self.order == "megvii":
+            return x.view(b, c // self.groups, self.groups, h, w).transpose(1, 2).reshape(b, c, h, w)
         return x.view(b, self.groups, c // self.groups, h, w).transpose(1, 2).reshape(b, c, h, w)
 
 
@@ -204,12 +216,13 @@ class ShuffleUnit(nn.Module):
         shuffle: bool,
         norm: NormConfig,
         padding: str,
+        shuffle_order: str = "paper",
     ):
         super().__init__()
         self.concat = stride == 2
         branch_chs = out_chs - in_chs if self.concat else out_chs
         self.gconv1 = ConvNormAct(in_chs, mid_chs, 1, groups=first_groups, act="relu", norm=norm)
-        self.shuffle = ChannelShuffle(groups) if shuffle and groups > 1 else nn.Identity()
+        self.shuffle = ChannelShuffle(groups, shuffle_order) if shuffle and groups > 1 else nn.Identity()
         self.dw = ConvNormAct(mid_chs, mid_chs, 3, stride, groups=mid_chs, act="none", norm=norm, padding=padding)
         self.gconv2 = ConvNormAct(mid_chs, branch_chs, 1, groups=groups, act="none", norm=norm)
         self.shortcut = nn.AvgPool2d(3, 2, 1) if self.concat else nn.Identity()

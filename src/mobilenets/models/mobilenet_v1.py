@@ -76,10 +76,13 @@ def mobilenet_v1(
     bn_eps: float = 1e-5,
     bn_momentum: float = 0.1,
     padding: str = "symmetric",
+    head_chs: int = 0,
 ) -> MobileNet:
     """MobileNetV1 with width multiplier alpha; ``full_conv`` builds P-V1 Table 4's Conv MobileNet.
 
     The resolution multiplier is the input size: the network takes any size >= 32.
+    ``head_chs`` > 0 adds a 1x1 conv + BN + ReLU6 of that width before pooling (timm's
+    ``mobilenetv1_100h``); the paper has none.
     """
     if width_mult <= 0:
         raise ValueError(f"width_mult (alpha) must be > 0, got {width_mult}; the paper uses 0.25 to 1.0")
@@ -101,18 +104,21 @@ def mobilenet_v1(
         stages.append(blocks)
         strides.append(rows[0].stride)
         channels.append(in_chs)
+    head = ConvNormAct(in_chs, head_chs, 1, act=act, norm=norm) if head_chs else nn.Identity()
     options = dict(
         width_mult=width_mult, full_conv=full_conv, num_classes=num_classes, in_chans=in_chans,
         drop_rate=drop_rate, bn_eps=bn_eps, bn_momentum=bn_momentum, padding=padding,
     )  # fmt: skip
+    if head_chs:  # only recorded when used, so configs of the paper's network stay as they were
+        options["head_chs"] = head_chs
     return MobileNet(
         stem=stem,
         stages=stages,
         stage_strides=strides,
         stem_stride=2,
         stage_channels=channels,
-        head=nn.Identity(),
-        head_channels=in_chs,
+        head=head,
+        head_channels=head_chs or in_chs,
         num_classes=num_classes,
         in_chans=in_chans,
         drop_rate=drop_rate,

@@ -60,8 +60,12 @@ def shufflenet_v1(
     bn_eps: float = 1e-5,
     bn_momentum: float = 0.1,
     padding: str = "symmetric",
+    shuffle_order: str = "paper",
 ) -> MobileNet:
-    """ShuffleNet ``scale``x with ``groups`` groups; ``shuffle=False`` is P-SN Table 3's ablation."""
+    """ShuffleNet ``scale``x with ``groups`` groups; ``shuffle=False`` is P-SN Table 3's ablation.
+
+    ``shuffle_order="megvii"`` uses the inverse permutation of megvii's released weights.
+    """
     if groups not in GROUPS:
         raise ValueError(f"groups must be one of {GROUPS}, got {groups}")
     if scale <= 0:
@@ -81,13 +85,15 @@ def shufflenet_v1(
             # Stage 2's first pointwise conv is dense: its input has few channels (P-SN Table 1).
             first_groups = 1 if index == 0 and i == 0 else groups
             stride = 2 if i == 0 else 1
-            blocks.append(ShuffleUnit(in_chs, out, out // 4, groups, stride, first_groups, shuffle, norm, padding))
+            blocks.append(
+                ShuffleUnit(in_chs, out, out // 4, groups, stride, first_groups, shuffle, norm, padding, shuffle_order)
+            )
             in_chs = out
         stages.append(blocks)
         channels.append(out)
     options = dict(
         groups=groups, scale=scale, shuffle=shuffle, num_classes=num_classes, in_chans=in_chans,
-        drop_rate=drop_rate, bn_eps=bn_eps, bn_momentum=bn_momentum, padding=padding,
+        drop_rate=drop_rate, bn_eps=bn_eps, bn_momentum=bn_momentum, padding=padding, shuffle_order=shuffle_order,
     )  # fmt: skip
     return MobileNet(
         stem=stem,

@@ -1,0 +1,74 @@
+"""``mobilenets convert`` (checkpoints of other libraries -> model directory) and ``mobilenets predict``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("torchvision", "timm", "keras", "megvii")
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "convert",
+        help="convert a torchvision/timm/Keras/megvii checkpoint into a model directory",
+        description="Convert a checkpoint of another library into a model directory (model.safetensors + "
+        "config.json with the preprocessing the weights expect). .pth files are read with "
+        "torch.load(weights_only=True): pickled code is refused, never run.",
+    )
+    p.add_argument("src", type=Path, help="checkpoint: .pth/.pt/.bin/.safetensors (torchvision, timm, megvii), "
+                   ".h5/.weights.h5 (keras)")  # fmt: skip
+    p.add_argument("--from", dest="source", required=True, choices=SOURCES, help="library the checkpoint comes from")
+    p.add_argument("--model", required=True, help="model name in that library (e.g. mobilenet_v3_large, "
+                   "tf_mobilenetv3_large_100, MobileNetV2) or our registry name (mobilenet_v2_035, "
+                   "shufflenet_v1_g3_100); a wrong name lists the valid ones")  # fmt: skip
+    p.add_argument("-o", "--output", type=Path, required=True, help="model directory to write (replaced whole)")
+    p.add_argument("--num-classes", type=int, default=None, help="expected classes (default: the checkpoint's)")
+    p.add_argument("--labels", default="auto", help="'auto' (ImageNet names for 1000 classes), 'imagenet', 'none', "
+                   "or a text file with one label per line")  # fmt: skip
+    p.add_argument("--keep-background", action="store_true",
+                   help="keep output 0 of a 1001-class TF head instead of dropping it")  # fmt: skip
+    p.set_defaults(func=run_convert)
+
+    p = sub.add_parser(
+        "predict",
+        help="classify images with a model directory",
+        description="Classify images with a model directory, applying the preprocessing in its config.",
+    )
+    p.add_argument("directory", type=Path, help="model directory (from convert, train or save_model)")
+    p.add_argument("images", type=Path, nargs="+", metavar="IMAGE", help="image files (any format Pillow reads)")
+    p.add_argument("--topk", type=int, default=5, help="classes to print per image (default 5)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=run_predict)
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    from ..convert import convert
+
+    out = convert(args.src, args.output, args.source, args.model, num_classes=args.num_classes,
+                  labels=args.labels, keep_background=args.keep_background)  # fmt: skip
+    from ..io import read_config
+
+    config = read_config(out)
+    options = config["options"]
+    print(f"{args.src} ({args.source} {args.model}) -> {out}: {config['name']}, {config['num_classes']} classes, "
+          f"padding {options.get('padding')}, bn_eps {options.get('bn_eps')}")  # fmt: skip
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from ..predict import predict
+
+    results = predict(args.directory, args.images, args.topk)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    for result in results:
+        print(result["image"])
+        for entry in result["top"]:
+            print(f"  {entry['probability']:.4f}  {entry['index']:>5}  {entry['label']}")
+    return 0

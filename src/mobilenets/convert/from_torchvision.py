@@ -1,0 +1,69 @@
+"""torchvision ``mobilenet_v2``, ``mobilenet_v3_large``, ``mobilenet_v3_small`` state dicts (spec §4.1-4.2)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ..layers import InvertedResidual
+from ._common import IMAGENET_PREPROCESSING, Copy, Target, block_list, check_block_kinds, torch_bn, torch_cna
+
+SOURCE = "torchvision"
+CLASSIFIER_KEY = "classifier.{}.weight"
+
+
+def _target(name: str, source_name: str, family: str, options: dict) -> Target:
+    return Target(name, family, options, IMAGENET_PREPROCESSING, source_name)
+
+
+# torchvision's V3 uses BN eps 1e-3 / momentum 0.01; V2 the PyTorch defaults. Padding is symmetric.
+_V3_BN = {"bn_eps": 1e-3, "bn_momentum": 0.01}
+TARGETS = {
+    "mobilenet_v2": _target("mobilenet_v2_100", "mobilenet_v2", "mobilenet_v2", {"width_mult": 1.0}),
+    "mobilenet_v3_large": _target("mobilenet_v3_large_100", "mobilenet_v3_large", "mobilenet_v3",
+                                  {"size": "large", **_V3_BN}),
+    "mobilenet_v3_small": _target("mobilenet_v3_small_100", "mobilenet_v3_small", "mobilenet_v3",
+                                  {"size": "small", **_V3_BN}),
+}  # fmt: skip
+ALIASES = {t.name: key for key, t in TARGETS.items()}
+
+
+def classifier_key(target: Target) -> str:
+    return "classifier.1.weight" if target.family == "mobilenet_v2" else "classifier.3.weight"
+
+
+def plan(model: nn.Module, target: Target, keys: set[str]) -> list[Copy]:
+    check_block_kinds(model, (InvertedResidual,), SOURCE)
+    steps = torch_cna("stem", "features.0.0", "features.0.1")
+    blocks = block_list(model)
+    for k, (ours, block) in enumerate(blocks):
+        theirs = f"features.{k + 1}"
+        if target.family == "mobilenet_v2":
+            if block.has_expand:  # conv.0 expand, conv.1 dw, conv.2 project conv, conv.3 project BN
+                steps += torch_cna(f"{ours}.expand", f"{theirs}.conv.0.0", f"{theirs}.conv.0.1")
+                steps += torch_cna(f"{ours}.dw", f"{theirs}.conv.1.0", f"{theirs}.conv.1.1")
+                steps += torch_cna(f"{ours}.project", f"{theirs}.conv.2", f"{theirs}.conv.3")
+            else:  # t=1: conv.0 dw, conv.1 project conv, conv.2 project BN
+                steps += torch_cna(f"{ours}.dw", f"{theirs}.conv.0.0", f"{theirs}.conv.0.1")
+                steps += torch_cna(f"{ours}.project", f"{theirs}.conv.1", f"{theirs}.conv.2")
+            continue
+        index = 0  # V3: block.{i} numbers only the parts present
+        if block.has_expand:
+            steps += torch_cna(f"{ours}.expand", f"{theirs}.block.0.0", f"{theirs}.block.0.1")
+            index += 1
+        steps += torch_cna(f"{ours}.dw", f"{theirs}.block.{index}.0", f"{theirs}.block.{index}.1")
+        index += 1
+        if not isinstance(block.se, nn.Identity):
+            for fc in ("fc1", "fc2"):
+                steps += [Copy(f"{ours}.se.{fc}.{p}", f"{theirs}.block.{index}.{fc}.{p}") for p in ("weight", "bias")]
+            index += 1
+        steps += torch_cna(f"{ours}.project", f"{theirs}.block.{index}.0", f"{theirs}.block.{index}.1")
+    head = f"features.{len(blocks) + 1}"
+    steps += [Copy("head.conv.weight", f"{head}.0.weight")] + torch_bn("head.bn", f"{head}.1")
+    if target.family == "mobilenet_v2":
+        classifier = "classifier.1"
+    else:
+        steps += [Copy(f"pre_logits.0.{p}", f"classifier.0.{p}") for p in ("weight", "bias")]
+        classifier = "classifier.3"
+    if model.num_classes:
+        steps += [Copy(f"classifier.{p}", f"{classifier}.{p}") for p in ("weight", "bias")]
+    return steps
