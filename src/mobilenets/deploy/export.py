@@ -74,11 +74,21 @@ def _check_opset(opset: int) -> None:
                          f"(default {DEFAULT_OPSET})")  # fmt: skip
 
 
+def readable(path: Path) -> None:
+    """Give a finished file the permissions the umask allows (temporary files start as 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def _write_onnx(model: nn.Module, path: Path, example: torch.Tensor, opset: int) -> None:
     require("onnx")
     require("onnxscript")
     import warnings
 
+    # The exporter's graph passes log every rewrite at INFO.
+    for name in ("onnx_ir", "onnxscript"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
@@ -125,9 +135,10 @@ def export_onnx(
     def write(tmp: Path) -> None:
         _write_onnx(inference, tmp, example, opset)
         errors.append(_check_onnx(tmp, reference, example.numpy(), tolerance))
+        readable(tmp)
 
     atomic_write(path, write)
-    log.info("wrote %s (opset %d, input %s, max rel error vs PyTorch %.1e)", path, opset, shape, errors[0])
+    log.debug("wrote %s (opset %d, input %s, max rel error vs PyTorch %.1e)", path, opset, shape, errors[0])
     return ExportReport(str(path), "onnx", shape, opset, errors[0], "onnxruntime")
 
 
@@ -165,7 +176,7 @@ def export_openvino(
         os.replace(tmp / "model.xml", path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    log.info("wrote %s and %s (input %s, max rel error vs PyTorch %.1e)", path, path.with_suffix(".bin").name,
+    log.debug("wrote %s and %s (input %s, max rel error vs PyTorch %.1e)", path, path.with_suffix(".bin").name,
              shape, error)  # fmt: skip
     return ExportReport(str(path), "openvino", shape, None, error, "openvino")
 

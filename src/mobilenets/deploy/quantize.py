@@ -21,6 +21,7 @@ import numpy as np
 from torch import nn
 
 from ..io import atomic_write
+from .export import readable
 from .runtimes import ort_runner, ov_runner, require
 
 log = logging.getLogger(__name__)
@@ -136,6 +137,10 @@ def quantize_onnx(
             # ORT's calibrator writes its augmented model to the working directory; keep that out of the user's.
             cwd = os.getcwd()
             os.chdir(scratch)
+            # ORT logs a "consider pre-processing" hint through the root logger on every call: not for our users.
+            root = logging.getLogger()
+            level = root.level
+            root.setLevel(logging.ERROR)
             try:
                 quantize_static(
                     str(Path(fp32_path).resolve()), str(tmp), _Reader(input_name, list(calibration)),
@@ -145,8 +150,10 @@ def quantize_onnx(
                     extra_options={"CalibTensorRangeSymmetric": False},
                 )  # fmt: skip
             finally:
+                root.setLevel(level)
                 os.chdir(cwd)
         onnx.checker.check_model(str(tmp))
+        readable(tmp)
 
     atomic_write(out_path, write)
     return excluded
@@ -251,14 +258,14 @@ def quantize_model(
         top1_fp32 = _top1(run_fp32, evaluation.images, evaluation.labels)
         top1_int8 = _top1(run_int8, evaluation.images, evaluation.labels)
         latency = _latency_ms({"fp32": run_fp32, "int8": run_int8}, evaluation.images[:1])
-        atomic_write(out_path, lambda dst: dst.write_bytes(int8_tmp.read_bytes()))
+        atomic_write(out_path, lambda dst: (dst.write_bytes(int8_tmp.read_bytes()), readable(dst)))
     report = QuantizeReport(
         str(out_path), runtime, len(calib), len(evaluation), keep_float, len(excluded), method,
         top1_fp32, top1_int8, latency["fp32"], latency["int8"], threads,
         extra={"seconds": round(time.perf_counter() - started, 1), "calibration_source": calib.source,
                "eval_source": evaluation.source},
     )  # fmt: skip
-    log.info("wrote %s: top-1 %.2f%% -> %.2f%% (%+.2f), latency %.2f -> %.2f ms (%.2fx) in %s",
+    log.debug("wrote %s: top-1 %.2f%% -> %.2f%% (%+.2f), latency %.2f -> %.2f ms (%.2fx) in %s",
              out_path, top1_fp32, top1_int8, -report.top1_drop, report.latency_fp32_ms, report.latency_int8_ms,
              report.speedup, runtime)  # fmt: skip
     return report
