@@ -55,7 +55,7 @@ def test_optimize_is_exact_and_leaves_the_original_alone(name, channels_last):
 def test_optimize_channels_last_replaces_pointwise_convs():
     fast = optimize(create_model("mobilenet_v2_100"))
     kinds = {type(m).__name__ for m in fast.modules()}
-    assert "PointwiseGemm" in kinds
+    assert "FusedConvAct" in kinds and "ConvNormAct" not in kinds
     assert optimize(create_model("mobilenet_v3_small_100")).stages[0][0].se.__class__.__name__ == "LinearSqueezeExcite"
 
 
