@@ -31,6 +31,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", default="minmax", help="calibration: minmax (default), percentile, entropy")
     p.add_argument("--runtime", default="onnxruntime", help="evaluate in onnxruntime (default) or openvino")
     p.add_argument("--threads", type=int, default=1, help="threads for the latency figures (default 1)")
+    p.add_argument("--max-drop", default="1.0",
+                   help="top-1 points INT8 may lose on held-out images before early convs fall back to float "
+                        "(default 1.0; 'off' disables)")  # fmt: skip
+    p.add_argument("--validation", type=int, default=1000, help="held-out images for --max-drop (default 1000)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_quantize)
 
@@ -76,12 +80,16 @@ def cmd_quantize(args) -> int:
     from ..deploy.quantize import quantize_model
     from ..io import load_model
 
+    try:
+        max_drop = None if args.max_drop == "off" else float(args.max_drop)
+    except ValueError:
+        raise ValueError(f"--max-drop takes a number of top-1 points or 'off', got {args.max_drop!r}") from None
     model = load_model(args.model_dir)
     output = Path(args.output) if args.output else Path(args.model_dir) / "model.int8.onnx"
     try:
         report = quantize_model(model, output, args.data, calibration=args.calibration, eval_images=args.eval_images,
                                 keep_float=args.keep_float, method=args.method, runtime=args.runtime,
-                                threads=args.threads)  # fmt: skip
+                                threads=args.threads, max_drop=max_drop, validation=args.validation)  # fmt: skip
     except ImportError as err:
         raise _runtime_error(err) from None
     if args.json:

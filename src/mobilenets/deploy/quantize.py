@@ -116,8 +116,12 @@ def quantize_onnx(
     *,
     keep_float: str = "auto",
     method: str = "minmax",
+    extra_float: Sequence[str] = (),
 ) -> list[str]:
-    """Write an INT8 QDQ model of ``fp32_path`` to ``out_path`` (atomically); returns the nodes kept in float."""
+    """Write an INT8 QDQ model of ``fp32_path`` to ``out_path`` (atomically); returns the nodes kept in float.
+
+    ``extra_float`` names more nodes to keep in float, beyond the ``keep_float`` policy.
+    """
     onnx = require("onnx")
     require("onnxruntime")
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -127,7 +131,7 @@ def quantize_onnx(
     if not calibration:
         raise ValueError("quantization needs at least one calibration image")
     model = onnx.load(str(fp32_path))
-    excluded = float_nodes(model, keep_float)
+    excluded = list(dict.fromkeys([*float_nodes(model, keep_float), *extra_float]))
     input_name = model.graph.input[0].name
     methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
                "entropy": CalibrationMethod.Entropy}  # fmt: skip
@@ -189,6 +193,12 @@ class QuantizeReport:
         return {**asdict(self), "top1_drop": self.top1_drop, "speedup": self.speedup}
 
 
+def early_convs(onnx_path: str | os.PathLike, count: int) -> list[str]:
+    """The first ``count`` convs in network order: where quantization noise has the most depth to grow."""
+    onnx = require("onnx")
+    return [n.name for n in onnx.load(str(onnx_path)).graph.node if n.op_type == "Conv"][:count]
+
+
 def _top1(run, images: np.ndarray, labels: np.ndarray) -> float:
     correct = sum(int(np.argmax(run(images[i : i + 1]))) == int(labels[i]) for i in range(len(labels)))
     return 100.0 * correct / len(labels)
@@ -199,6 +209,18 @@ def _latency_ms(runners: dict, x: np.ndarray) -> dict[str, float]:
 
     times = time_interleaved(runners, x, rounds=5, round_seconds=0.2)
     return {key: summarize(value)[0] for key, value in times.items()}
+
+
+def _validation_images(data, pre, labels, *, calibration: int, eval_images: int, limit: int):
+    """Held-out images for the accuracy-aware fallback, disjoint from calibration and evaluation; None if none."""
+    from .data import is_idx_dir, load_labelled_images
+
+    offset = calibration if is_idx_dir(Path(data)) else calibration + eval_images
+    try:
+        return load_labelled_images(data, pre, split="train", limit=limit, offset=offset, model_labels=labels)
+    except ValueError:
+        log.warning("no images left for the accuracy-aware fallback's validation split; it is skipped")
+        return None
 
 
 def quantize_model(
@@ -212,11 +234,19 @@ def quantize_model(
     method: str = "minmax",
     runtime: str = "onnxruntime",
     threads: int = 1,
+    max_drop: float | None = 1.0,
+    validation: int = 1000,
 ) -> QuantizeReport:
     """Export ``model``, quantize it to INT8 calibrated on ``calibration`` images of ``data``, then evaluate.
 
     Calibration images come from the train split (IDX) or the first shuffled images (folders);
     evaluation uses ``eval_images`` others. Top-1 and latency are measured in ``runtime``.
+
+    Accuracy-aware fallback: when INT8 loses more than ``max_drop`` top-1 points on
+    ``validation`` held-out images (train split after the calibration images; for folders the
+    images after the evaluation ones), the earliest convs are kept in float (1, 2, 4, 8...), until
+    the validation drop fits or half the convs are float. The test images never steer it.
+    ``max_drop=None`` turns it off.
     """
     from .data import load_labelled_images
     from .export import export_onnx
@@ -235,6 +265,7 @@ def quantize_model(
         from ..preprocessing import default_preprocessing
 
         pre = default_preprocessing(getattr(model, "in_chans", 3))
+        log.warning("the model carries no preprocessing (load it with load_model); assuming %s", pre)
     labels = getattr(model, "labels", None)
     calib = load_labelled_images(data, pre, split="train", limit=calibration, model_labels=labels)
     # Folder data has one pool: evaluate on images after the calibration ones.
@@ -251,10 +282,25 @@ def quantize_model(
         export_onnx(model, fp32_path, resolution=pre.input_size, batch=1)
         # Quantize into the scratch directory first: the user's file appears only after evaluation succeeds.
         int8_tmp = Path(tmp) / "model.int8.onnx"
-        excluded = quantize_onnx(fp32_path, int8_tmp, [calib.images[i : i + 1] for i in range(len(calib))],
-                                 keep_float=keep_float, method=method)  # fmt: skip
+        batches = [calib.images[i : i + 1] for i in range(len(calib))]
+        excluded = quantize_onnx(fp32_path, int8_tmp, batches, keep_float=keep_float, method=method)
         make = ort_runner if runtime == "onnxruntime" else ov_runner
-        run_fp32, run_int8 = make(fp32_path, threads), make(int8_tmp, threads)
+        run_fp32 = make(fp32_path, threads)
+        fallback = 0
+        if max_drop is not None and validation > 0:
+            held_out = _validation_images(data, pre, labels, calibration=len(calib), eval_images=len(evaluation),
+                                          limit=validation)  # fmt: skip
+            if held_out is not None:
+                val_fp32 = _top1(run_fp32, held_out.images, held_out.labels)
+                n_convs = len(early_convs(fp32_path, 10**6))
+                val_drop = val_fp32 - _top1(make(int8_tmp, threads), held_out.images, held_out.labels)
+                while val_drop > max_drop and max(1, 2 * fallback) <= n_convs // 2:
+                    fallback = max(1, 2 * fallback)
+                    excluded = quantize_onnx(fp32_path, int8_tmp, batches, keep_float=keep_float, method=method,
+                                             extra_float=early_convs(fp32_path, fallback))  # fmt: skip
+                    val_drop = val_fp32 - _top1(make(int8_tmp, threads), held_out.images, held_out.labels)
+                    log.info("validation drop %.2f with the first %d convs in float", val_drop, fallback)
+        run_int8 = make(int8_tmp, threads)
         top1_fp32 = _top1(run_fp32, evaluation.images, evaluation.labels)
         top1_int8 = _top1(run_int8, evaluation.images, evaluation.labels)
         latency = _latency_ms({"fp32": run_fp32, "int8": run_int8}, evaluation.images[:1])
@@ -263,7 +309,7 @@ def quantize_model(
         str(out_path), runtime, len(calib), len(evaluation), keep_float, len(excluded), method,
         top1_fp32, top1_int8, latency["fp32"], latency["int8"], threads,
         extra={"seconds": round(time.perf_counter() - started, 1), "calibration_source": calib.source,
-               "eval_source": evaluation.source},
+               "eval_source": evaluation.source, "float_early_convs": fallback},
     )  # fmt: skip
     log.debug("wrote %s: top-1 %.2f%% -> %.2f%% (%+.2f), latency %.2f -> %.2f ms (%.2fx) in %s",
              out_path, top1_fp32, top1_int8, -report.top1_drop, report.latency_fp32_ms, report.latency_int8_ms,
