@@ -95,6 +95,7 @@ def runners(art: dict, threads: int) -> dict[str, object]:
             if key.startswith("int8"):
                 table[f"{who}:ort-{key}"] = ort_runner(items[key], threads)
                 table[f"{who}:ov-{key}"] = ov_runner(items[key], threads)
+                table[f"{who}:ov-{key}-bf16"] = ov_runner(items[key], threads, "bf16")
     return table
 
 
@@ -129,7 +130,8 @@ def main() -> None:
                     rows.append({"model": family, "threads": n, "path": k, "median_ms": m, "p90_ms": p,
                                  "samples": len(times[k])})  # fmt: skip
                 fp32 = lambda who, med=med: _best(med, who, lambda path: path in FP32)  # noqa: E731
-                int8 = lambda who, med=med: _best(med, who, lambda path: "int8" in path)  # noqa: E731
+                int8 = lambda who, med=med: _best(med, who, lambda path: "int8" in path and "bf16" not in path)  # noqa: E731
+                int8_bf16 = _best(med, "ours", lambda path: "int8" in path and "bf16" in path)
                 ours_fp32, peer_fp32 = fp32("ours"), fp32("peer")
                 ours_int8 = int8("ours")
                 summary.append({
@@ -138,7 +140,8 @@ def main() -> None:
                     "optimized_vs_tv_eager": med["peer:eager"][0] / med["ours:optimized"][0],
                     "ours_int8": ours_int8, "int8_vs_ort_fp32": med["ours:ort"][0] / ours_int8[0],
                     "int8_vs_fastest_fp32": min(ours_fp32[0], peer_fp32[0]) / ours_int8[0],
-                    "peer_int8": int8("peer"),
+                    "peer_int8": int8("peer"), "ours_int8_bf16": int8_bf16,
+                    "int8_bf16_vs_fastest_fp32": min(ours_fp32[0], peer_fp32[0]) / int8_bf16[0],
                 })  # fmt: skip
                 print(f"[{time.time() - started:.0f}s] {family} t={n} done", flush=True)
     paths = sorted({r["path"].split(":")[1] for r in rows}, key=lambda p: (p not in FP32, p))
@@ -160,13 +163,15 @@ def main() -> None:
         "| model | thr | our fastest fp32 | peer fastest fp32 | bar 1 ratio (<=1) | optimize vs tv eager (>=1.5) |"
         " our fastest int8 | int8 vs our ORT fp32 | int8 vs fastest fp32 | peer fastest int8 |"
     )
-    print("|---|---:|---|---|---:|---:|---|---:|---:|---|")
+    print("|---|---:|---|---|---:|---:|---|---:|---:|---|---|---:|")
     for s in summary:
         print(f"| {s['model']} | {s['threads']} | {s['ours_fp32'][1]} {s['ours_fp32'][0]:.2f} | "
               f"{s['peer_fp32'][1]} {s['peer_fp32'][0]:.2f} | {s['bar1_ratio']:.2f} | "
               f"{s['optimized_vs_tv_eager']:.2f}x | "
               f"{s['ours_int8'][1]} {s['ours_int8'][0]:.2f} | {s['int8_vs_ort_fp32']:.2f}x | "
-              f"{s['int8_vs_fastest_fp32']:.2f}x | {s['peer_int8'][1]} {s['peer_int8'][0]:.2f} |")  # fmt: skip
+              f"{s['int8_vs_fastest_fp32']:.2f}x | {s['peer_int8'][1]} {s['peer_int8'][0]:.2f} | "
+              f"{s['ours_int8_bf16'][1]} {s['ours_int8_bf16'][0]:.2f} | "
+              f"{s['int8_bf16_vs_fastest_fp32']:.2f}x |")  # fmt: skip
     print(
         f"\nfp32 paths: {', '.join(FP32)}; ov-bf16 is reported but is not fp32. Whole run {time.time() - started:.0f}s."
     )

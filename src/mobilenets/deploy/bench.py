@@ -35,7 +35,8 @@ RUNTIMES = {
     "openvino": ("OpenVINO CPU, fp32 (INFERENCE_PRECISION_HINT=f32)", "openvino"),
     "openvino-bf16": ("OpenVINO CPU, bf16 compute (not fp32)", "openvino"),
     "onnxruntime-int8": ("ONNX Runtime, INT8 QDQ model from `mobilenets quantize`", "onnxruntime"),
-    "openvino-int8": ("OpenVINO, the same INT8 QDQ model", "openvino"),
+    "openvino-int8": ("OpenVINO, the same INT8 QDQ model (float leftovers in f32)", "openvino"),
+    "openvino-int8-bf16": ("OpenVINO INT8, float leftovers (SE, hard-swish) in bf16", "openvino"),
 }
 DEFAULT_RUNTIMES = ("eager", "optimized", "onnxruntime", "openvino")
 FP32_RUNTIMES = ("eager", "optimized", "compile", "onnxruntime", "openvino")
@@ -176,6 +177,8 @@ class RunnerFactory:
             return ort_runner(self._int8(), threads)
         if runtime == "openvino-int8":
             return ov_runner(self._int8(), threads, "f32")
+        if runtime == "openvino-int8-bf16":
+            return ov_runner(self._int8(), threads, "bf16")
         raise ValueError(f"unknown runtime {runtime!r}; valid: {', '.join(RUNTIMES)}")
 
 
