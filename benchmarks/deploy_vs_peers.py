@@ -162,6 +162,7 @@ def main() -> None:
     print(
         "| model | thr | our fastest fp32 | peer fastest fp32 | bar 1 ratio (<=1) | optimize vs tv eager (>=1.5) |"
         " our fastest int8 | int8 vs our ORT fp32 | int8 vs fastest fp32 | peer fastest int8 |"
+        " our int8 + bf16 leftovers | vs fastest fp32 |"
     )
     print("|---|---:|---|---|---:|---:|---|---:|---:|---|---|---:|")
     for s in summary:
