@@ -1,6 +1,7 @@
 """mobilenets: MobileNetV1/V2/V3 and ShuffleNet V1, built from the papers' tables."""
 
 from .complexity import Profile, compare_published, profile
+from .deploy import optimize
 from .io import load_model, save_model
 from .models import FeatureInfo, MobileNet, mobilenet_v1, mobilenet_v2, mobilenet_v3, shufflenet_v1
 from .preprocessing import Preprocessing
@@ -20,6 +21,7 @@ __all__ = [
     "mobilenet_v1",
     "mobilenet_v2",
     "mobilenet_v3",
+    "optimize",
     "profile",
     "save_model",
     "shufflenet_v1",

@@ -1,0 +1,312 @@
+"""Batch latency of a model in every installed runtime, measured side by side.
+
+Configurations are timed round-robin (a slice of each in turn, for several rounds) so that
+noise from other processes on a shared machine falls on all of them alike; each reports
+the median and p90 of single-call wall times, images/s, and achieved GFLOP/s with its
+share of the measured per-core FMA peak (``peak.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .optimize import optimize
+from .peak import core_peak_gflops
+from .runtimes import available, ort_runner, ov_runner
+
+log = logging.getLogger(__name__)
+
+# name -> (description, package it needs)
+RUNTIMES = {
+    "eager": ("PyTorch eager, the model as built", "torch"),
+    "optimized": ("PyTorch eager after mobilenets.optimize() (BN folded, channels_last GEMMs)", "torch"),
+    "compile": ("torch.compile(optimize(model)), inductor", "torch"),
+    "onnxruntime": ("ONNX Runtime CPU, fp32, BN-folded export", "onnxruntime"),
+    "openvino": ("OpenVINO CPU, fp32 (INFERENCE_PRECISION_HINT=f32)", "openvino"),
+    "openvino-bf16": ("OpenVINO CPU, bf16 compute (not fp32)", "openvino"),
+    "onnxruntime-int8": ("ONNX Runtime, INT8 QDQ model from `mobilenets quantize`", "onnxruntime"),
+    "openvino-int8": ("OpenVINO, the same INT8 QDQ model (float leftovers in f32)", "openvino"),
+    "openvino-int8-bf16": ("OpenVINO INT8, float leftovers (SE, hard-swish) in bf16", "openvino"),
+}
+DEFAULT_RUNTIMES = ("eager", "optimized", "onnxruntime", "openvino")
+FP32_RUNTIMES = ("eager", "optimized", "compile", "onnxruntime", "openvino")
+INT8_FILE = "model.int8.onnx"
+
+
+@dataclass
+class BenchResult:
+    model: str
+    runtime: str
+    threads: int
+    batch: int
+    resolution: int
+    median_ms: float
+    p90_ms: float
+    samples: int
+    madds: int
+    images_per_s: float = 0.0
+    gflops: float = 0.0
+    peak_share: float = 0.0  # achieved GFLOP/s / (threads x measured per-core FMA peak)
+    top1: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    def finish(self, peak_per_core: float) -> BenchResult:
+        seconds = self.median_ms / 1e3
+        self.images_per_s = self.batch / seconds
+        self.gflops = 2 * self.madds * self.batch / seconds / 1e9
+        self.peak_share = self.gflops / (peak_per_core * self.threads)
+        return self
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def parse_runtimes(text: str | None) -> list[str]:
+    """Comma list of runtime names, or "all" / "fp32"; unknown names raise with the valid list."""
+    if not text:
+        return list(DEFAULT_RUNTIMES)
+    if text == "all":
+        return list(RUNTIMES)
+    if text == "fp32":
+        return list(FP32_RUNTIMES)
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in RUNTIMES]
+    if unknown:
+        raise ValueError(f"unknown runtime {unknown[0]!r}; valid: {', '.join(RUNTIMES)}, or 'all' / 'fp32'")
+    return names
+
+
+def check_installed(runtimes: list[str]) -> None:
+    """Raise ImportError naming the first runtime whose package is missing and how to install it."""
+    for name in runtimes:
+        package = RUNTIMES[name][1]
+        if package != "torch" and not available(package):
+            raise ImportError(f"runtime {name!r} needs {package}, which is not installed; "
+                              f"`pip install {package}` or drop it from --runtimes")  # fmt: skip
+
+
+def parse_threads(text: str | int | list[int]) -> list[int]:
+    if isinstance(text, int):
+        values = [text]
+    elif isinstance(text, list):
+        values = text
+    else:
+        try:
+            values = [int(v) for v in str(text).split(",") if v.strip()]
+        except ValueError:
+            raise ValueError(f"--threads takes a comma list of integers such as 1,2, got {text!r}") from None
+    cpus = os.cpu_count() or 1
+    bad = [v for v in values if not 1 <= v <= cpus]
+    if not values or bad:
+        raise ValueError(f"thread counts must be between 1 and {cpus} (this machine's CPUs), got {text!r}")
+    return values
+
+
+def _torch_runner(module: nn.Module, threads: int) -> Callable[[np.ndarray], np.ndarray]:
+    def run(x: np.ndarray):
+        torch.set_num_threads(threads)
+        with torch.inference_mode():
+            return module(torch.from_numpy(x))
+
+    return run
+
+
+class RunnerFactory:
+    """Builds one callable per (runtime, threads) for one model, exporting artifacts once into ``workdir``."""
+
+    def __init__(self, model: nn.Module, shape: tuple, workdir: Path, int8_path: Path | None = None):
+        self.model = model.eval()
+        self.shape = shape
+        self.workdir = workdir
+        self.int8_path = int8_path
+        self._cache: dict[str, object] = {}
+
+    def _onnx(self) -> Path:
+        if "onnx" not in self._cache:
+            from .export import export_onnx
+
+            path = self.workdir / f"{getattr(self.model, 'name', 'model')}.onnx"
+            export_onnx(self.model, path, resolution=self.shape[2:], batch=self.shape[0])
+            self._cache["onnx"] = path
+        return self._cache["onnx"]
+
+    def _int8(self) -> Path:
+        if self.int8_path is not None:
+            return self.int8_path
+        if "int8" not in self._cache:
+            from .quantize import quantize_onnx
+
+            # No real data here: random calibration gives the right graph for timing, not a usable accuracy.
+            log.warning("%s: no %s; timing an INT8 model calibrated on random inputs (accuracy meaningless)",
+                        getattr(self.model, "name", "model"), INT8_FILE)  # fmt: skip
+            path = self.workdir / f"{getattr(self.model, 'name', 'model')}.int8.onnx"
+            rng = np.random.default_rng(0)
+            batches = [rng.standard_normal((1, *self.shape[1:]), dtype=np.float32) for _ in range(8)]
+            quantize_onnx(self._onnx(), path, batches)
+            self._cache["int8"] = path
+        return self._cache["int8"]
+
+    def make(self, runtime: str, threads: int) -> Callable[[np.ndarray], np.ndarray]:
+        if runtime == "eager":
+            return _torch_runner(self.model, threads)
+        if runtime == "optimized":
+            if "optimized" not in self._cache:
+                self._cache["optimized"] = optimize(self.model)
+            return _torch_runner(self._cache["optimized"], threads)
+        if runtime == "compile":
+            if "compile" not in self._cache:
+                self._cache["compile"] = torch.compile(optimize(self.model))
+            return _torch_runner(self._cache["compile"], threads)
+        if runtime == "onnxruntime":
+            return ort_runner(self._onnx(), threads)
+        if runtime == "openvino":
+            return ov_runner(self._onnx(), threads, "f32")
+        if runtime == "openvino-bf16":
+            return ov_runner(self._onnx(), threads, "bf16")
+        if runtime == "onnxruntime-int8":
+            return ort_runner(self._int8(), threads)
+        if runtime == "openvino-int8":
+            return ov_runner(self._int8(), threads, "f32")
+        if runtime == "openvino-int8-bf16":
+            return ov_runner(self._int8(), threads, "bf16")
+        raise ValueError(f"unknown runtime {runtime!r}; valid: {', '.join(RUNTIMES)}")
+
+
+def time_interleaved(
+    runners: dict[str, Callable[[np.ndarray], object]],
+    x: np.ndarray,
+    *,
+    warmup: int = 10,
+    rounds: int = 5,
+    round_seconds: float = 0.3,
+    min_calls: int = 5,
+) -> dict[str, list[float]]:
+    """Per-call wall times (s) of each runner, taken round-robin: ``rounds`` slices of ~``round_seconds`` each."""
+    for run in runners.values():
+        for _ in range(warmup):
+            run(x)
+    times: dict[str, list[float]] = {key: [] for key in runners}
+    for _ in range(rounds):
+        for key, run in runners.items():
+            start_round = time.perf_counter()
+            calls = 0
+            while calls < min_calls or time.perf_counter() - start_round < round_seconds:
+                start = time.perf_counter()
+                run(x)
+                times[key].append(time.perf_counter() - start)
+                calls += 1
+    return times
+
+
+def summarize(samples: list[float]) -> tuple[float, float]:
+    """(median, p90) in milliseconds."""
+    values = np.asarray(samples) * 1e3
+    return float(np.median(values)), float(np.percentile(values, 90))
+
+
+def bench_models(
+    models: dict[str, nn.Module],
+    *,
+    runtimes: list[str] | None = None,
+    threads: list[int] | None = None,
+    batch: int = 1,
+    resolution: int | None = None,
+    int8_paths: dict[str, Path] | None = None,
+    rounds: int = 5,
+    round_seconds: float = 0.3,
+    workdir: str | os.PathLike | None = None,
+) -> list[BenchResult]:
+    """Time every model in every runtime at every thread count; configurations of one thread count interleaved."""
+    from ..complexity import profile
+
+    runtimes = list(runtimes or DEFAULT_RUNTIMES)
+    threads = threads or [1]
+    check_installed(runtimes)
+    peak, _ = core_peak_gflops()
+    results = []
+    with tempfile.TemporaryDirectory(prefix="mobilenets-bench-", dir=workdir) as tmp:
+        factories, inputs, madds = {}, {}, {}
+        for name, model in models.items():
+            pre = getattr(model, "preprocessing", None)
+            res = resolution or (pre.input_size[0] if pre is not None else 224)
+            shape = (batch, getattr(model, "in_chans", 3), res, res)
+            int8 = (int8_paths or {}).get(name)
+            factories[name] = RunnerFactory(model, shape, Path(tmp), int8)
+            inputs[name] = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+            madds[name] = profile(model, res).madds
+        for n_threads in threads:
+            for name in models:
+                runners = {rt: factories[name].make(rt, n_threads) for rt in runtimes}
+                times = time_interleaved(runners, inputs[name], rounds=rounds, round_seconds=round_seconds)
+                for rt in runtimes:
+                    median, p90 = summarize(times[rt])
+                    res = inputs[name].shape[-1]
+                    top1 = (getattr(models[name], "metadata", None) or {}).get("top1")
+                    results.append(BenchResult(name, rt, n_threads, batch, res, median, p90, len(times[rt]),
+                                               madds[name], top1=top1).finish(peak))  # fmt: skip
+    torch.set_num_threads(max(threads))
+    return results
+
+
+def format_table(results: list[BenchResult]) -> str:
+    peak, how = core_peak_gflops()
+    header = (f"{'model':<26} {'runtime':<17} {'thr':>3} {'median ms':>9} {'p90 ms':>8} {'img/s':>8} "
+              f"{'MAdds':>7} {'GFLOP/s':>8} {'% peak':>6}")  # fmt: skip
+    lines = [header, "-" * len(header)]
+    for r in results:
+        share = f"{100 * r.peak_share:5.0f}%" if "int8" not in r.runtime and "bf16" not in r.runtime else "  n/a"
+        lines.append(
+            f"{r.model:<26} {r.runtime:<17} {r.threads:>3} {r.median_ms:>9.2f} {r.p90_ms:>8.2f} {r.images_per_s:>8.1f} "
+            f"{r.madds / 1e6:>6.1f}M {r.gflops:>8.1f} {share:>6}"
+        )
+    lines.append(f"\npeak: {peak:.0f} GFLOP/s per core ({how}); GFLOP/s = 2 x MAdds x batch / median; "
+                 "% peak is for fp32 only")  # fmt: skip
+    return "\n".join(lines)
+
+
+def plot(results: list[BenchResult], path: str | os.PathLike) -> Path:
+    """Latency vs MAdds (and vs top-1 when known), one series per runtime and thread count, like P-V3 Fig. 1."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ImportError("--plot needs matplotlib: `pip install matplotlib`") from None
+    from ..io import atomic_write
+
+    with_acc = any(r.top1 is not None for r in results)
+    fig, axes = plt.subplots(1, 2 if with_acc else 1, figsize=(12 if with_acc else 7, 5), squeeze=False)
+    series: dict[tuple[str, int], list[BenchResult]] = {}
+    for r in results:
+        series.setdefault((r.runtime, r.threads), []).append(r)
+    for (runtime, threads), rows in series.items():
+        rows = sorted(rows, key=lambda r: r.madds)
+        label = f"{runtime} ({threads} thr)"
+        ax = axes[0][0]
+        ax.plot([r.madds / 1e6 for r in rows], [r.median_ms for r in rows], "o-", label=label)
+        for r in rows:
+            ax.annotate(r.model, (r.madds / 1e6, r.median_ms), fontsize=6, alpha=0.6)
+        if with_acc:
+            known = [r for r in rows if r.top1 is not None]
+            axes[0][1].plot([r.median_ms for r in known], [r.top1 for r in known], "o-", label=label)
+    axes[0][0].set(xlabel="MAdds (M)", ylabel="median latency (ms)", title="latency vs MAdds")
+    axes[0][0].legend(fontsize=7)
+    if with_acc:
+        axes[0][1].set(xlabel="median latency (ms)", ylabel="top-1 (%)", title="accuracy vs latency")
+        axes[0][1].legend(fontsize=7)
+    fig.tight_layout()
+    suffix = Path(path).suffix.lstrip(".") or "png"
+    written = atomic_write(path, lambda tmp: fig.savefig(tmp, format=suffix, dpi=120))
+    plt.close(fig)
+    return written

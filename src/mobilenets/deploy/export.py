@@ -1,0 +1,205 @@
+"""Export a model to ONNX or OpenVINO IR with BN folded and a static input shape, checked before it is kept.
+
+An export is written to a temporary file, checked (``onnx.checker``, then run in its own
+runtime against PyTorch on a random input), and only then renamed into place: a failed
+export or check leaves no file behind and never overwrites a good one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..io import atomic_write
+from .optimize import optimize
+from .runtimes import ort_runner, ov_runner, require
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("onnx", "openvino")
+SUFFIXES = {"onnx": ".onnx", "openvino": ".xml"}
+DEFAULT_OPSET = 20
+# torch's exporter emits opset 18 and up; ONNX Runtime 1.2x runs up to 23.
+MIN_OPSET, MAX_OPSET = 18, 23
+DEFAULT_TOLERANCE = 1e-4
+
+
+@dataclass
+class ExportReport:
+    """What an export wrote and how well its runtime matched PyTorch."""
+
+    path: str
+    format: str
+    input_shape: tuple[int, ...]
+    opset: int | None
+    max_rel_error: float
+    runtime: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def input_shape_of(model: nn.Module, resolution: int | tuple[int, int] | None = None, batch: int = 1) -> tuple:
+    """The static (N, C, H, W) an export uses: ``resolution`` if given, else the model's preprocessing input size."""
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    if resolution is None:
+        pre = getattr(model, "preprocessing", None)
+        h, w = pre.input_size if pre is not None else (224, 224)
+    elif isinstance(resolution, int):
+        h = w = resolution
+    else:
+        h, w = resolution
+    in_chans = getattr(model, "in_chans", 3)
+    return (batch, in_chans, int(h), int(w))
+
+
+def max_rel_error(out: np.ndarray, ref: np.ndarray) -> float:
+    """max |out - ref| / max |ref|: the scale-free error used by every check here."""
+    scale = float(np.abs(ref).max()) or 1.0
+    return float(np.abs(out.astype(np.float64) - ref.astype(np.float64)).max()) / scale
+
+
+def _check_opset(opset: int) -> None:
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise ValueError(f"unsupported ONNX opset {opset}; choose one from {MIN_OPSET} to {MAX_OPSET} "
+                         f"(default {DEFAULT_OPSET})")  # fmt: skip
+
+
+def readable(path: Path) -> None:
+    """Give a finished file the permissions the umask allows (temporary files start as 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
+def _write_onnx(model: nn.Module, path: Path, example: torch.Tensor, opset: int) -> None:
+    require("onnx")
+    require("onnxscript")
+    import warnings
+
+    # The exporter's graph passes log every rewrite at INFO.
+    for name in ("onnx_ir", "onnxscript"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            model, (example,), dynamo=True, opset_version=opset, input_names=["input"], output_names=["logits"],
+            external_data=False, optimize=True, verbose=False,
+        )  # fmt: skip
+    program.save(str(path), external_data=False)
+
+
+def _check_onnx(path: Path, reference: np.ndarray, example: np.ndarray, tolerance: float) -> float:
+    onnx = require("onnx")
+    onnx.checker.check_model(str(path), full_check=True)
+    error = max_rel_error(ort_runner(path)(example), reference)
+    if not error <= tolerance:
+        raise ValueError(f"ONNX Runtime output differs from PyTorch by {error:.2e} (max relative error), "
+                         f"more than the {tolerance:.0e} allowed; nothing was written")  # fmt: skip
+    return error
+
+
+def _prepare(model: nn.Module, shape: tuple, seed: int = 0) -> tuple[nn.Module, torch.Tensor, np.ndarray]:
+    # Export-friendly inference copy: BN folded, plain NCHW convolutions.
+    inference = optimize(model, channels_last=False)
+    example = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        reference = model.eval()(example).numpy()
+    return inference, example, reference
+
+
+def export_onnx(
+    model: nn.Module,
+    path: str | os.PathLike,
+    *,
+    resolution: int | tuple[int, int] | None = None,
+    batch: int = 1,
+    opset: int = DEFAULT_OPSET,
+    tolerance: float = DEFAULT_TOLERANCE,
+) -> ExportReport:
+    """Export ``model`` to an ONNX file with BN folded and a static shape, checked in ONNX Runtime."""
+    _check_opset(opset)
+    shape = input_shape_of(model, resolution, batch)
+    inference, example, reference = _prepare(model, shape)
+    errors: list[float] = []
+
+    def write(tmp: Path) -> None:
+        _write_onnx(inference, tmp, example, opset)
+        errors.append(_check_onnx(tmp, reference, example.numpy(), tolerance))
+        readable(tmp)
+
+    atomic_write(path, write)
+    log.debug("wrote %s (opset %d, input %s, max rel error vs PyTorch %.1e)", path, opset, shape, errors[0])
+    return ExportReport(str(path), "onnx", shape, opset, errors[0], "onnxruntime")
+
+
+def export_openvino(
+    model: nn.Module,
+    path: str | os.PathLike,
+    *,
+    resolution: int | tuple[int, int] | None = None,
+    batch: int = 1,
+    opset: int = DEFAULT_OPSET,
+    tolerance: float = DEFAULT_TOLERANCE,
+) -> ExportReport:
+    """Export to OpenVINO IR (``path`` = FILE.xml, weights beside it in FILE.bin, fp32), checked in OpenVINO."""
+    ov = require("openvino")
+    _check_opset(opset)
+    path = Path(path)
+    if path.suffix != ".xml":
+        raise ValueError(f"an OpenVINO IR path must end in .xml (its weights go to a .bin beside it), got {path}")
+    shape = input_shape_of(model, resolution, batch)
+    inference, example, reference = _prepare(model, shape)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        onnx_path = tmp / "model.onnx"
+        _write_onnx(inference, onnx_path, example, opset)
+        require("onnx").checker.check_model(str(onnx_path), full_check=True)
+        # compress_to_fp16 defaults to True: keep the weights fp32 so the IR matches PyTorch.
+        ov.save_model(ov.convert_model(str(onnx_path)), str(tmp / "model.xml"), compress_to_fp16=False)
+        error = max_rel_error(ov_runner(tmp / "model.xml")(example.numpy()), reference)
+        if not error <= tolerance:
+            raise ValueError(f"OpenVINO output differs from PyTorch by {error:.2e} (max relative error), "
+                             f"more than the {tolerance:.0e} allowed; nothing was written")  # fmt: skip
+        # Weights first, so that a reader never sees an .xml without its .bin.
+        os.replace(tmp / "model.bin", path.with_suffix(".bin"))
+        os.replace(tmp / "model.xml", path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.debug("wrote %s and %s (input %s, max rel error vs PyTorch %.1e)", path, path.with_suffix(".bin").name,
+             shape, error)  # fmt: skip
+    return ExportReport(str(path), "openvino", shape, None, error, "openvino")
+
+
+def export(
+    model: nn.Module,
+    path: str | os.PathLike,
+    format: str = "onnx",
+    *,
+    resolution: int | tuple[int, int] | None = None,
+    batch: int = 1,
+    opset: int = DEFAULT_OPSET,
+    tolerance: float = DEFAULT_TOLERANCE,
+) -> ExportReport:
+    """Export ``model`` to ``format`` (one of FORMATS) at ``path``, checked against PyTorch."""
+    if format not in FORMATS:
+        raise ValueError(f"unsupported export format {format!r}; supported: {', '.join(FORMATS)} "
+                         "(see the README's Deployment section for why no .tflite/.pte)")  # fmt: skip
+    writer = export_onnx if format == "onnx" else export_openvino
+    return writer(model, path, resolution=resolution, batch=batch, opset=opset, tolerance=tolerance)
+
+
+def default_output(model_dir: str | os.PathLike, format: str) -> Path:
+    """MODEL_DIR/model.onnx or MODEL_DIR/openvino/model.xml."""
+    model_dir = Path(model_dir)
+    return model_dir / "model.onnx" if format == "onnx" else model_dir / "openvino" / "model.xml"
