@@ -12,7 +12,7 @@ import logging
 import sys
 
 # One line per command module; each defines add_commands(subparsers).
-COMMAND_MODULES = ["models"]
+COMMAND_MODULES = ["models", "train"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,7 +14,7 @@ from torch import nn
 
 from ..layers import ConvNormAct, DepthwiseSeparable, NormConfig
 from ..registry import Published, register
-from .net import MobileNet
+from .net import MobileNet, _check_stem_stride
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,7 @@ def mobilenet_v1(
     bn_eps: float = 1e-5,
     bn_momentum: float = 0.1,
     padding: str = "symmetric",
+    stem_stride: int = 2,
 ) -> MobileNet:
     """MobileNetV1 with width multiplier alpha; ``full_conv`` builds P-V1 Table 4's Conv MobileNet.
 
@@ -83,10 +84,11 @@ def mobilenet_v1(
     """
     if width_mult <= 0:
         raise ValueError(f"width_mult (alpha) must be > 0, got {width_mult}; the paper uses 0.25 to 1.0")
+    _check_stem_stride(stem_stride)
     norm = NormConfig(bn_eps, bn_momentum)
     act = "relu6"
     stem_chs = scale_v1(STEM, width_mult)
-    stem = ConvNormAct(in_chans, stem_chs, 3, 2, act=act, norm=norm, padding=padding)
+    stem = ConvNormAct(in_chans, stem_chs, 3, stem_stride, act=act, norm=norm, padding=padding)
     in_chs = stem_chs
     stages, strides, channels = [], [], []
     for rows in _stages(MOBILENET_V1):
@@ -105,11 +107,13 @@ def mobilenet_v1(
         width_mult=width_mult, full_conv=full_conv, num_classes=num_classes, in_chans=in_chans,
         drop_rate=drop_rate, bn_eps=bn_eps, bn_momentum=bn_momentum, padding=padding,
     )  # fmt: skip
+    if stem_stride != 2:  # opt-in small-input adaptation; absent from configs of the paper's network
+        options["stem_stride"] = stem_stride
     return MobileNet(
         stem=stem,
         stages=stages,
         stage_strides=strides,
-        stem_stride=2,
+        stem_stride=stem_stride,
         stage_channels=channels,
         head=nn.Identity(),
         head_channels=in_chs,
