@@ -200,7 +200,7 @@ def test_train_then_eval_end_to_end(tmp_path, idx_dir, capsys):
         [
             "train",
             "-m",
-            TINY,
+            "mobilenet_v1_025",
             "--data",
             str(idx_dir),
             "-o",
@@ -208,14 +208,14 @@ def test_train_then_eval_end_to_end(tmp_path, idx_dir, capsys):
             "--epochs",
             "3",
             "-b",
-            "32",
+            "16",
             "--stem-stride",
             "1",
             "--no-progress",
             "--threads",
             "1",
             "--lr",
-            "0.1",
+            "0.05",
         ]
     )
     assert code == 0
