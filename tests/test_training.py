@@ -260,6 +260,7 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "mobilenets", *args]
 
 
+@pytest.mark.slow  # three processes, about a minute on a busy 2-core machine
 def test_sigkill_loses_at_most_one_checkpoint_interval(tmp_path, idx_dir):
     env = {**os.environ, "PYTHONPATH": SRC}
     common = [
@@ -376,3 +377,20 @@ def test_ddp_step_matches_one_process_on_the_same_global_batch(tmp_path, idx_dir
     for name in names:
         assert torch.allclose(a[name], b[name], atol=1e-6, rtol=1e-5), name
     assert any(not torch.equal(a[n], init.state_dict()[n]) for n in names), "the step changed no weights"
+
+
+# --- the opt-in small-input stem ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v1_025", "mobilenet_v2_035", "mobilenet_v3_small_minimal_100"])
+def test_stem_stride_is_opt_in_and_recorded(name):
+    paper = mobilenets.create_model(name, num_classes=10, in_chans=1)
+    small = mobilenets.create_model(name, num_classes=10, in_chans=1, stem_stride=1)
+    assert "stem_stride" not in paper.config["options"] and small.config["options"]["stem_stride"] == 1
+    assert paper.state_dict().keys() == small.state_dict().keys()
+    assert small(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    assert [f.reduction for f in small.stage_features()] == [f.reduction // 2 for f in paper.stage_features()]
+    with pytest.raises(ValueError, match="needs inputs of at least 32x32"):
+        paper(torch.randn(1, 1, 28, 28))
+    with pytest.raises(ValueError, match="stem_stride must be 2"):
+        mobilenets.create_model(name, stem_stride=4)
