@@ -248,10 +248,11 @@ def test_train_then_eval_end_to_end(tmp_path, idx_dir, capsys):
 
 
 def test_resume_ends_with_the_same_weights(tmp_path, idx_dir):
-    train(tiny_config(idx_dir, tmp_path / "straight"))
-    interrupted = tiny_config(idx_dir, tmp_path / "resumed", max_steps=11)  # mid-epoch 2 (8 steps per epoch)
+    small = dict(train_limit=128, val_limit=32)  # 4 steps per epoch
+    train(tiny_config(idx_dir, tmp_path / "straight", **small))
+    interrupted = tiny_config(idx_dir, tmp_path / "resumed", max_steps=6, **small)  # mid-epoch 2
     assert train(interrupted)["stopped_early"]
-    train(tiny_config(idx_dir, tmp_path / "resumed"), resume=True)
+    train(tiny_config(idx_dir, tmp_path / "resumed", **small), resume=True)
     a, b = final_weights(tmp_path / "straight"), final_weights(tmp_path / "resumed")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 

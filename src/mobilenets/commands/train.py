@@ -88,7 +88,8 @@ def cmd_train(args) -> int:
     started = time.time()
     given = {k: v for k, v in vars(args).items() if k not in _NOT_RECIPE}
     if args.resume:
-        config = dataclasses.replace(read_run_config(args.resume), output=args.resume)
+        # A --max-steps of the interrupted invocation does not carry over to the resumed one.
+        config = dataclasses.replace(read_run_config(args.resume), output=args.resume, max_steps=0)
         # On resume only explicitly given values that are safe to change override the saved run.
         for key in ("epochs", "workers", "threads", "checkpoint_every", "max_steps", "progress", "tensorboard"):
             if given.get(key) not in (None, 0) and given[key] != getattr(config, key):

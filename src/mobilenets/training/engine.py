@@ -340,13 +340,22 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict:
     With ``resume``, continues from ``output/checkpoint.pt``. Under torchrun, trains with DDP and
     only rank 0 writes files.
     """
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    try:
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        if config.deterministic:
+            torch.use_deterministic_algorithms(True)
+        return _train(config, resume)
+    finally:  # process-wide settings go back as they were (train() may be one call of a longer program)
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+
+
+def _train(config: TrainConfig, resume: bool) -> dict:
     started = time.time()
     out = Path(config.output)
     dist = setup_distributed()
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    if config.deterministic:
-        torch.use_deterministic_algorithms(True)
     if config.accum_steps < 1:
         raise ValueError(f"accum_steps must be >= 1, got {config.accum_steps}")
     if (out / CHECKPOINT).exists() and not resume:
