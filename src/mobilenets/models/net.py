@@ -90,7 +90,8 @@ class MobileNet(nn.Module):
         self.classifier = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
 
         self.feature_info = self._feature_info(stem_stride, stage_strides, stage_channels, head_channels)
-        self.min_input_size = MIN_INPUT_SIZE * stem_stride // 2
+        # Only the opt-in stride-1 stem changes it (ShuffleNet's conv + max-pool stem counts as 4).
+        self.min_input_size = MIN_INPUT_SIZE // 2 if stem_stride == 1 else MIN_INPUT_SIZE
         self._init_weights()
 
     def _feature_info(self, stem_stride, stage_strides, stage_channels, head_channels) -> list[FeatureInfo]:
