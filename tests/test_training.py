@@ -151,6 +151,8 @@ def test_image_folder_skips_and_counts_unreadable_images(tmp_path):
     assert summary["skipped_train_images"] == 2
     assert summary["resolution"] == [32, 32] and summary["labels"] == ["cat", "dog"]
     assert (out / "best" / "model.safetensors").is_file()
+    metrics = evaluate(out, str(root))
+    assert metrics["images"] == 16 and metrics["split"] == "val" and 0 <= metrics["top1"] <= 100
 
 
 def test_image_folder_empty_class_fails_before_training(tmp_path):
