@@ -328,6 +328,14 @@ def test_cli_errors_are_one_line(tmp_path, idx_dir, capsys):
 # --- distributed ---------------------------------------------------------------------------------
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def test_ddp_step_matches_one_process_on_the_same_global_batch(tmp_path, idx_dir):
     env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
     common = [
@@ -356,7 +364,7 @@ def test_ddp_step_matches_one_process_on_the_same_global_batch(tmp_path, idx_dir
         "-m",
         "torch.distributed.run",
         "--nproc_per_node=2",
-        "--master_port=29517",
+        f"--master_port={_free_port()}",
         "-m",
         "mobilenets",
         "train",
