@@ -101,22 +101,24 @@ RECIPES: dict[str, Recipe] = {
         no_decay="none",
         schedule="linear",
     ),
-    # Short runs on small data: Nesterov SGD, one warm-up epoch then cosine to 0, label smoothing.
+    # Short runs on small data (`make run`): Nesterov SGD, a short warm-up then cosine to 0. No label
+    # smoothing, dropout or augmentation: a 3-epoch Fashion-MNIST run underfits (train < test
+    # accuracy), and dropping them took V1 0.25 from 88.95% to 90.76% in 3 epochs.
     "fast": Recipe(
         "fast",
         optimizer="sgd",
-        lr=0.2,
-        batch_size=128,
-        epochs=5,
+        lr=0.1,
+        batch_size=64,
+        epochs=8,
         nesterov=True,
         weight_decay=5e-5,
         schedule="cosine",
         warmup_epochs=0.3,
-        label_smoothing=0.1,
-        drop_rate=0.1,
-        augment=SMALL_IMAGE_AUGMENT,
+        label_smoothing=0.0,
+        drop_rate=0.0,
     ),
-    # The documented longer run for Fashion-MNIST: the fast recipe, longer, with random erasing and EMA.
+    # The documented longer run for Fashion-MNIST: regularized (label smoothing, dropout, crop, flip,
+    # random erasing) with an EMA of weights, as longer runs overfit rather than underfit.
     "long": Recipe(
         "long",
         optimizer="sgd",
