@@ -12,9 +12,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-# The main job on the built-in default data.
+# The main job: train the default model on Fashion-MNIST (fixed length: 8 epochs, ~13 min on a quiet 2-core CPU) into runs/<time>/,
+# then print test top-1 and the total wall time. `mobilenets zoo` lists every model's published figures.
+RUN_DIR ?= runs/fashion-mnist-$(shell date +%Y%m%d-%H%M%S)
 run: $(STAMP)
-	$(BIN)/mobilenets zoo
+	$(BIN)/mobilenets train --model mobilenet_v1_025 --stem-stride 1 --data fashion-mnist --recipe fast \
+		--epochs 8 --channels-last -o $(RUN_DIR)
 
 # The default test run (slow tests deselected; `make test-all` runs them too).
 test: $(STAMP)

@@ -14,7 +14,7 @@ from torch import nn
 
 from ..layers import ConvNormAct, DepthwiseSeparable, NormConfig
 from ..registry import Published, register
-from .net import MobileNet
+from .net import MobileNet, _check_stem_stride
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,7 @@ def mobilenet_v1(
     bn_momentum: float = 0.1,
     padding: str = "symmetric",
     head_chs: int = 0,
+    stem_stride: int = 2,
 ) -> MobileNet:
     """MobileNetV1 with width multiplier alpha; ``full_conv`` builds P-V1 Table 4's Conv MobileNet.
 
@@ -86,10 +87,11 @@ def mobilenet_v1(
     """
     if width_mult <= 0:
         raise ValueError(f"width_mult (alpha) must be > 0, got {width_mult}; the paper uses 0.25 to 1.0")
+    _check_stem_stride(stem_stride)
     norm = NormConfig(bn_eps, bn_momentum)
     act = "relu6"
     stem_chs = scale_v1(STEM, width_mult)
-    stem = ConvNormAct(in_chans, stem_chs, 3, 2, act=act, norm=norm, padding=padding)
+    stem = ConvNormAct(in_chans, stem_chs, 3, stem_stride, act=act, norm=norm, padding=padding)
     in_chs = stem_chs
     stages, strides, channels = [], [], []
     for rows in _stages(MOBILENET_V1):
@@ -111,11 +113,13 @@ def mobilenet_v1(
     )  # fmt: skip
     if head_chs:  # only recorded when used, so configs of the paper's network stay as they were
         options["head_chs"] = head_chs
+    if stem_stride != 2:  # opt-in small-input adaptation; absent from configs of the paper's network
+        options["stem_stride"] = stem_stride
     return MobileNet(
         stem=stem,
         stages=stages,
         stage_strides=strides,
-        stem_stride=2,
+        stem_stride=stem_stride,
         stage_channels=channels,
         head=head,
         head_channels=head_chs or in_chs,

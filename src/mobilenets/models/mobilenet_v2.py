@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from ..layers import ConvNormAct, InvertedResidual, NormConfig, make_divisible
 from ..registry import Published, register
-from .net import MobileNet
+from .net import MobileNet, _check_stem_stride
 
 
 @dataclass(frozen=True)
@@ -49,14 +49,16 @@ def mobilenet_v2(
     bn_eps: float = 1e-5,
     bn_momentum: float = 0.1,
     padding: str = "symmetric",
+    stem_stride: int = 2,
 ) -> MobileNet:
     """MobileNetV2 with width multiplier alpha (channels rounded to multiples of 8)."""
     if width_mult <= 0:
         raise ValueError(f"width_mult (alpha) must be > 0, got {width_mult}; the paper uses 0.35 to 1.4")
+    _check_stem_stride(stem_stride)
     norm = NormConfig(bn_eps, bn_momentum)
     act = "relu6"
     stem_chs = make_divisible(STEM * width_mult)
-    stem = ConvNormAct(in_chans, stem_chs, 3, 2, act=act, norm=norm, padding=padding)
+    stem = ConvNormAct(in_chans, stem_chs, 3, stem_stride, act=act, norm=norm, padding=padding)
     in_chs = stem_chs
     stages, strides, channels = [], [], []
     for row in MOBILENET_V2:
@@ -76,11 +78,13 @@ def mobilenet_v2(
         width_mult=width_mult, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
         bn_eps=bn_eps, bn_momentum=bn_momentum, padding=padding,
     )  # fmt: skip
+    if stem_stride != 2:  # opt-in small-input adaptation; absent from configs of the paper's network
+        options["stem_stride"] = stem_stride
     return MobileNet(
         stem=stem,
         stages=stages,
         stage_strides=strides,
-        stem_stride=2,
+        stem_stride=stem_stride,
         stage_channels=channels,
         head=head,
         head_channels=head_chs,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from ..layers import ACTIVATIONS, ConvNormAct, InvertedResidual, NormConfig, make_divisible
 from ..registry import Published, register
-from .net import MobileNet
+from .net import MobileNet, _check_stem_stride
 
 
 @dataclass(frozen=True)
@@ -96,6 +96,7 @@ def mobilenet_v3(
     bn_eps: float = 1e-5,
     bn_momentum: float = 0.1,
     padding: str = "symmetric",
+    stem_stride: int = 2,
 ) -> MobileNet:
     """MobileNetV3-Large or -Small; ``minimal`` builds the minimalistic variant.
 
@@ -108,10 +109,11 @@ def mobilenet_v3(
     table, head_width, features = TABLES[size]
     if minimal:
         table = [_minimal(row) for row in table]
+    _check_stem_stride(stem_stride)
     norm = NormConfig(bn_eps, bn_momentum)
     hswish = "relu" if minimal else "hswish"
     stem_chs = make_divisible(STEM * width_mult)
-    stem = ConvNormAct(in_chans, stem_chs, 3, 2, act=hswish, norm=norm, padding=padding)
+    stem = ConvNormAct(in_chans, stem_chs, 3, stem_stride, act=hswish, norm=norm, padding=padding)
 
     in_chs, paper_in = stem_chs, STEM
     stages, strides = [], []
@@ -134,11 +136,13 @@ def mobilenet_v3(
         size=size, width_mult=width_mult, minimal=minimal, num_features=num_features, num_classes=num_classes,
         in_chans=in_chans, drop_rate=drop_rate, bn_eps=bn_eps, bn_momentum=bn_momentum, padding=padding,
     )  # fmt: skip
+    if stem_stride != 2:  # opt-in small-input adaptation; absent from configs of the paper's network
+        options["stem_stride"] = stem_stride
     return MobileNet(
         stem=stem,
         stages=stages,
         stage_strides=strides,
-        stem_stride=2,
+        stem_stride=stem_stride,
         stage_channels=channels,
         head=head,
         head_channels=head_chs,

@@ -9,7 +9,15 @@ from torch import nn
 
 from ..layers import InvertedResidual, make_activation
 
-MIN_INPUT_SIZE = 32
+MIN_INPUT_SIZE = 32  # with the paper's stride-2 stem; a stride-1 stem halves it
+
+
+def _check_stem_stride(stem_stride: int) -> None:
+    """``stem_stride=1`` is an opt-in adaptation for small inputs (28x28 Fashion-MNIST, 32x32 CIFAR)."""
+    if stem_stride not in (1, 2):
+        raise ValueError(
+            f"stem_stride must be 2 (the paper's network) or 1 (for inputs under 64x64), got {stem_stride}"
+        )
 
 
 @dataclass(frozen=True)
@@ -82,7 +90,8 @@ class MobileNet(nn.Module):
         self.classifier = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
 
         self.feature_info = self._feature_info(stem_stride, stage_strides, stage_channels, head_channels)
-        self.min_input_size = MIN_INPUT_SIZE
+        # Only the opt-in stride-1 stem changes it (ShuffleNet's conv + max-pool stem counts as 4).
+        self.min_input_size = MIN_INPUT_SIZE // 2 if stem_stride == 1 else MIN_INPUT_SIZE
         self._init_weights()
 
     def _feature_info(self, stem_stride, stage_strides, stage_channels, head_channels) -> list[FeatureInfo]:
