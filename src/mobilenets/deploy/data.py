@@ -5,7 +5,6 @@ Only what quantization needs; training has its own data pipeline.
 
 from __future__ import annotations
 
-import gzip
 import logging
 import os
 from dataclasses import dataclass
@@ -31,17 +30,9 @@ class LabelledImages:
 
 
 def _read_idx(path: Path) -> np.ndarray:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
-        raise ValueError(f"{path} is not an IDX file of unsigned bytes (bad magic number)")
-    ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-    if array.size != int(np.prod(dims)):
-        raise ValueError(f"{path} is truncated: header says {dims}, found {array.size} values")
-    return array.reshape(dims)
+    from ..training.data import read_idx  # one IDX reader, with its truncation and gzip checks
+
+    return read_idx(path).numpy()
 
 
 def _find_idx(root: Path, split: str, kind: str) -> Path | None:
