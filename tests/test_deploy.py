@@ -11,6 +11,7 @@ import mobilenets
 from mobilenets import Preprocessing, create_model, load_model, save_model
 from mobilenets.cli import main
 from mobilenets.deploy import fold_batchnorm, optimize
+from mobilenets.deploy.peak import cpu_features, parse_cpuinfo
 
 pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
@@ -244,6 +245,20 @@ def test_bench_python_and_cli(tmp_path, capsys):
         ("mobilenet_v3_small_075", "eager"), ("mobilenet_v3_small_075", "onnxruntime"),
         ("mobilenet_v1_025", "eager"), ("mobilenet_v1_025", "onnxruntime")}  # fmt: skip
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+    assert all(r["extra"]["cpu"] == cpu_features().summary() for r in rows)
+
+
+def test_cpu_features_from_cpuinfo():
+    zen3 = "processor\t: 0\nmodel name\t: AMD EPYC 7B13\nflags\t\t: fpu sse avx avx2 fma\n\nprocessor\t: 1\n"
+    features = parse_cpuinfo(zen3)
+    assert features.model == "AMD EPYC 7B13" and features.flags == ("avx2",)
+    assert not features.int8_dot and not features.bf16_dot
+    assert "no VNNI" in features.summary() and "no native bf16" in features.summary()
+    spr = "model name : Xeon\nflags : avx2 avx512f avx512_vnni avx512_bf16 amx_int8 amx_bf16\n"
+    features = parse_cpuinfo(spr)
+    assert features.int8_dot and features.bf16_dot
+    assert features.summary() == "Xeon (avx2, avx512f, avx512_vnni, avx512_bf16, amx_int8, amx_bf16)"
+    assert parse_cpuinfo("").model == "unknown CPU"
 
 
 def test_bench_errors(capsys, monkeypatch):

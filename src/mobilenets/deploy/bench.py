@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .optimize import optimize
-from .peak import core_peak_gflops
+from .peak import core_peak_gflops, cpu_features
 from .runtimes import available, ort_runner, ov_runner
 
 log = logging.getLogger(__name__)
@@ -233,6 +233,7 @@ def bench_models(
     threads = threads or [1]
     check_installed(runtimes)
     peak, _ = core_peak_gflops()
+    cpu = cpu_features().summary()
     results = []
     with tempfile.TemporaryDirectory(prefix="mobilenets-bench-", dir=workdir) as tmp:
         factories, inputs, madds = {}, {}, {}
@@ -253,7 +254,7 @@ def bench_models(
                     res = inputs[name].shape[-1]
                     top1 = (getattr(models[name], "metadata", None) or {}).get("top1")
                     results.append(BenchResult(name, rt, n_threads, batch, res, median, p90, len(times[rt]),
-                                               madds[name], top1=top1).finish(peak))  # fmt: skip
+                                               madds[name], top1=top1, extra={"cpu": cpu}).finish(peak))  # fmt: skip
     torch.set_num_threads(max(threads))
     return results
 
@@ -271,6 +272,7 @@ def format_table(results: list[BenchResult]) -> str:
         )
     lines.append(f"\npeak: {peak:.0f} GFLOP/s per core ({how}); GFLOP/s = 2 x MAdds x batch / median; "
                  "% peak is for fp32 only")  # fmt: skip
+    lines.append(f"cpu: {cpu_features().summary()}")
     return "\n".join(lines)
 
 

@@ -1,8 +1,15 @@
-"""The measured fp32 FMA peak of one core: the yardstick for "achieved GFLOP/s, share of peak".
+"""The measured fp32 FMA peak of one core, and the CPU features that decide INT8 and bf16 speed.
 
 A C loop of independent FMA chains (compiled with the system C compiler when there is one)
 gives the FMA peak; without a compiler, a single-threaded sgemm is used instead and the
 result says so.
+
+INT8 and bf16 speed-ups depend on the instruction set more than on the runtime: with VNNI
+(AVX512-VNNI or AVX-VNNI) one instruction does 4 int8 multiply-adds into int32; without it,
+AVX2 needs three (vpmaddubsw, vpmaddwd, vpaddd), so INT8 convs run at most ~2x fp32 and
+depthwise convs barely gain. bf16 compute needs AVX512-BF16 or AMX; without them OpenVINO's
+bf16 hint is ignored. ``cpu_features`` says which of these the machine has, so that a latency
+table carries its hardware context.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -80,6 +88,65 @@ def _sgemm_peak() -> float:
     finally:
         torch.set_num_threads(threads)
     return 2 * 512**3 / best / 1e9
+
+
+# /proc/cpuinfo flag -> what it speeds up.
+ISA_FLAGS = {
+    "avx2": "fp32 FMA on 8 floats",
+    "avx512f": "fp32 FMA on 16 floats",
+    "avx512_vnni": "INT8 dot products (VNNI)",
+    "avx_vnni": "INT8 dot products (VNNI, AVX2 encoding)",
+    "avx512_bf16": "bf16 dot products",
+    "amx_int8": "INT8 tile matmul (AMX)",
+    "amx_bf16": "bf16 tile matmul (AMX)",
+}
+
+
+@dataclass(frozen=True)
+class CpuFeatures:
+    model: str
+    flags: tuple[str, ...]  # the ISA_FLAGS this CPU has
+
+    @property
+    def int8_dot(self) -> bool:
+        return any(f in self.flags for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
+
+    @property
+    def bf16_dot(self) -> bool:
+        return any(f in self.flags for f in ("avx512_bf16", "amx_bf16"))
+
+    def summary(self) -> str:
+        isa = ", ".join(self.flags) or "no AVX2"
+        notes = []
+        if not self.int8_dot:
+            notes.append("no VNNI: INT8 convs gain at most ~2x over fp32")
+        if not self.bf16_dot:
+            notes.append("no native bf16: bf16 modes run at fp32 speed or slower")
+        return f"{self.model} ({isa})" + (f"; {'; '.join(notes)}" if notes else "")
+
+
+def parse_cpuinfo(text: str) -> CpuFeatures:
+    """The model name and the ``ISA_FLAGS`` of the first processor in a /proc/cpuinfo text."""
+    model, flags = "unknown CPU", set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name" and model == "unknown CPU":
+            model = value.strip()
+        elif key == "flags" and not flags:
+            flags = set(value.split())
+    return CpuFeatures(model, tuple(f for f in ISA_FLAGS if f in flags))
+
+
+@functools.cache
+def cpu_features() -> CpuFeatures:
+    """This machine's CPU model and INT8/bf16-relevant instruction sets (Linux; "unknown" elsewhere)."""
+    try:
+        return parse_cpuinfo(Path("/proc/cpuinfo").read_text())
+    except OSError:
+        import platform
+
+        return CpuFeatures(platform.processor() or "unknown CPU", ())
 
 
 @functools.cache
