@@ -29,7 +29,7 @@ import torchvision
 from mobilenets import create_model, optimize
 from mobilenets.deploy.bench import summarize, time_interleaved
 from mobilenets.deploy.export import export_onnx
-from mobilenets.deploy.peak import core_peak_gflops
+from mobilenets.deploy.peak import core_peak_gflops, cpu_features
 from mobilenets.deploy.quantize import quantize_onnx
 from mobilenets.deploy.runtimes import ort_runner, ov_runner
 
@@ -140,7 +140,8 @@ def main() -> None:
                     "optimized_vs_tv_eager": med["peer:eager"][0] / med["ours:optimized"][0],
                     "ours_int8": ours_int8, "int8_vs_ort_fp32": med["ours:ort"][0] / ours_int8[0],
                     "int8_vs_fastest_fp32": min(ours_fp32[0], peer_fp32[0]) / ours_int8[0],
-                    "peer_int8": int8("peer"), "ours_int8_bf16": int8_bf16,
+                    "peer_int8": int8("peer"), "peer_int8_vs_peer_ort_fp32": med["peer:ort"][0] / int8("peer")[0],
+                    "ours_int8_bf16": int8_bf16,
                     "int8_bf16_vs_fastest_fp32": min(ours_fp32[0], peer_fp32[0]) / int8_bf16[0],
                 })  # fmt: skip
                 print(f"[{time.time() - started:.0f}s] {family} t={n} done", flush=True)
@@ -161,20 +162,22 @@ def main() -> None:
     print("\n## Bars\n")
     print(
         "| model | thr | our fastest fp32 | peer fastest fp32 | bar 1 ratio (<=1) | optimize vs tv eager (>=1.5) |"
-        " our fastest int8 | int8 vs our ORT fp32 | int8 vs fastest fp32 | peer fastest int8 |"
+        " our fastest int8 | int8 vs our ORT fp32 | int8 vs fastest fp32 | peer fastest int8 | peer int8 vs peer ORT |"
         " our int8 + bf16 leftovers | vs fastest fp32 |"
     )
-    print("|---|---:|---|---|---:|---:|---|---:|---:|---|---|---:|")
+    print("|---|---:|---|---|---:|---:|---|---:|---:|---|---:|---|---:|")
     for s in summary:
         print(f"| {s['model']} | {s['threads']} | {s['ours_fp32'][1]} {s['ours_fp32'][0]:.2f} | "
               f"{s['peer_fp32'][1]} {s['peer_fp32'][0]:.2f} | {s['bar1_ratio']:.2f} | "
               f"{s['optimized_vs_tv_eager']:.2f}x | "
               f"{s['ours_int8'][1]} {s['ours_int8'][0]:.2f} | {s['int8_vs_ort_fp32']:.2f}x | "
               f"{s['int8_vs_fastest_fp32']:.2f}x | {s['peer_int8'][1]} {s['peer_int8'][0]:.2f} | "
+              f"{s['peer_int8_vs_peer_ort_fp32']:.2f}x | "
               f"{s['ours_int8_bf16'][1]} {s['ours_int8_bf16'][0]:.2f} | "
               f"{s['int8_bf16_vs_fastest_fp32']:.2f}x |")  # fmt: skip
+    print(f"\ncpu: {cpu_features().summary()}")
     print(
-        f"\nfp32 paths: {', '.join(FP32)}; ov-bf16 is reported but is not fp32. Whole run {time.time() - started:.0f}s."
+        f"fp32 paths: {', '.join(FP32)}; ov-bf16 is reported but is not fp32. Whole run {time.time() - started:.0f}s."
     )
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": rows, "summary": summary}, indent=1))
