@@ -76,6 +76,8 @@ def ov_runner(path: str | os.PathLike, threads: int = 1, precision: str = "f32")
     output = compiled.outputs[0]
 
     def run(x: np.ndarray) -> np.ndarray:
-        return request.infer({0: x})[output]
+        # share_inputs: OpenVINO reads the caller's array in place instead of copying it (0.1-0.4 ms of a
+        # 3 ms V3-Small call here); the output is still copied out, so later calls cannot overwrite it.
+        return request.infer({0: np.ascontiguousarray(x, dtype=np.float32)}, share_inputs=True)[output]
 
     return run
