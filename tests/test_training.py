@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import mobilenets
 from mobilenets.cli import main
@@ -247,6 +248,17 @@ def test_train_then_eval_end_to_end(tmp_path, idx_dir, capsys):
     assert json.loads(capsys.readouterr().out)["top1"] == pytest.approx(report["top1"], abs=1e-3)
     model = mobilenets.load_model(out / "best")
     assert model.config["options"]["stem_stride"] == 1 and model.labels == ["0", "1", "2", "3"]
+
+    # Flip TTA: the same figure as averaging the model's logits over each image and its mirror by hand.
+    tta = evaluate(out, str(idx_dir), tta=True)
+    spec = load_data(str(idx_dir), preprocessing=model.preprocessing, in_chans=1, train_limit=1)
+    x, y = data_mod.idx_batch(spec.val.images, model.preprocessing, None, None), spec.val.targets
+    with torch.no_grad():
+        logits = (model(x) + model(x.flip(-1))) / 2
+    assert tta["tta"] and tta["top1"] == pytest.approx(100 * (logits.argmax(1) == y).float().mean().item(), abs=1e-3)
+    assert tta["loss"] == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-4)
+    assert main(["eval", str(out), "--data", str(idx_dir), "--tta"]) == 0
+    assert "(flip TTA)" in capsys.readouterr().out
 
 
 def test_resume_ends_with_the_same_weights(tmp_path, idx_dir):

@@ -73,6 +73,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", "-b", type=int, default=256)
     p.add_argument("--limit", type=int, default=0, help="only the first N images")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--tta", action="store_true",
+                   help="flip test-time augmentation: average the logits of each image and its mirror")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_eval)
 
@@ -120,13 +122,15 @@ def cmd_train(args) -> int:
 def cmd_eval(args) -> int:
     from ..training import evaluate
 
-    metrics = evaluate(args.path, args.data, batch_size=args.batch_size, limit=args.limit, workers=args.workers)
+    metrics = evaluate(args.path, args.data, batch_size=args.batch_size, limit=args.limit, workers=args.workers,
+                       tta=args.tta)  # fmt: skip
     if args.json:
         print(json.dumps({k: v for k, v in metrics.items() if k != "confusion"}))
         return 0
     print(
         f"{metrics['model']} on {metrics['data']} ({metrics['split']}, {metrics['images']} images): "
         f"top-1 {metrics['top1']:.2f}%  top-5 {metrics['top5']:.2f}%  loss {metrics['loss']:.4f}"
+        + ("  (flip TTA)" if metrics["tta"] else "")
         + (f"  ({metrics['skipped']} unreadable images skipped)" if metrics["skipped"] else "")
     )
     return 0

@@ -223,8 +223,13 @@ def evaluate_split(
     bf16: bool = False,
     workers: int = 2,
     progress: bool = False,
+    tta: bool = False,
 ) -> dict:
-    """Loss, top-1, top-5 (percent) and the confusion matrix of ``model`` on ``split``."""
+    """Loss, top-1, top-5 (percent) and the confusion matrix of ``model`` on ``split``.
+
+    ``tta``: horizontal-flip test-time augmentation, the logits of each image and of its mirror
+    averaged (twice the compute; meant for models trained with random flips).
+    """
     device = device or next(model.parameters()).device
     model.eval()
     n_cls = len(spec.labels)
@@ -238,8 +243,9 @@ def evaluate_split(
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            logits = model(x)
-        logits = logits.float()
+            logits = model(x).float()
+            if tta:
+                logits = (logits + model(x.flip(-1)).float()) / 2
         loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
         k = min(5, n_cls)
         topk = logits.topk(k, dim=1).indices

@@ -8,9 +8,18 @@ import torch
 
 
 def evaluate(
-    path: str | Path, data: str = "fashion-mnist", *, batch_size: int = 256, limit: int = 0, workers: int = 2
+    path: str | Path,
+    data: str = "fashion-mnist",
+    *,
+    batch_size: int = 256,
+    limit: int = 0,
+    workers: int = 2,
+    tta: bool = False,
 ) -> dict:
-    """Top-1/top-5 (percent), loss and confusion matrix of a trained model on ``data``'s val/test split."""
+    """Top-1/top-5 (percent), loss and confusion matrix of a trained model on ``data``'s val/test split.
+
+    ``tta``: average the logits of each image and its horizontal mirror.
+    """
     from ..io import CONFIG_FILE, load_model
     from .data import load_data
     from .engine import BEST_DIR, evaluate_split
@@ -29,6 +38,6 @@ def evaluate(
     if model.labels and list(model.labels) != list(spec.labels):
         raise ValueError(f"the class names of {data} differ from the model's {model.labels[:5]}...")
     with torch.inference_mode(False):
-        metrics = evaluate_split(model, spec, spec.val, batch_size=batch_size, workers=workers)
-    metrics.update(model=str(path), split=spec.val.name, data=str(data))
+        metrics = evaluate_split(model, spec, spec.val, batch_size=batch_size, workers=workers, tta=tta)
+    metrics.update(model=str(path), split=spec.val.name, data=str(data), tta=tta)
     return metrics
