@@ -9,7 +9,7 @@ machine noise falls on ours and the peers alike; compare the ratios, not absolut
 Weights are random (latency does not depend on them); INT8 models are calibrated on random
 inputs here, for timing only (accuracy: benchmarks/int8_accuracy.py).
 
-    PYTHONPATH=src python benchmarks/deploy_vs_peers.py                 # ~6 min on 2 cores
+    PYTHONPATH=src python benchmarks/deploy_vs_peers.py                 # ~4.5 min on a quiet 2-core machine
     PYTHONPATH=src python benchmarks/deploy_vs_peers.py --models mobilenet_v3_small --threads 1 --rounds 3
 """
 
