@@ -133,14 +133,14 @@ def main() -> None:
                 int8 = lambda who, med=med: _best(med, who, lambda path: "int8" in path and "bf16" not in path)  # noqa: E731
                 int8_bf16 = _best(med, "ours", lambda path: "int8" in path and "bf16" in path)
                 ours_fp32, peer_fp32 = fp32("ours"), fp32("peer")
-                ours_int8 = int8("ours")
+                ours_int8, peer_int8 = int8("ours"), int8("peer")
                 summary.append({
                     "model": family, "threads": n,
                     "ours_fp32": ours_fp32, "peer_fp32": peer_fp32, "bar1_ratio": ours_fp32[0] / peer_fp32[0],
                     "optimized_vs_tv_eager": med["peer:eager"][0] / med["ours:optimized"][0],
                     "ours_int8": ours_int8, "int8_vs_ort_fp32": med["ours:ort"][0] / ours_int8[0],
                     "int8_vs_fastest_fp32": min(ours_fp32[0], peer_fp32[0]) / ours_int8[0],
-                    "peer_int8": int8("peer"), "peer_int8_vs_peer_ort_fp32": med["peer:ort"][0] / int8("peer")[0],
+                    "peer_int8": peer_int8, "peer_int8_vs_peer_ort_fp32": med["peer:ort"][0] / peer_int8[0],
                     "ours_int8_bf16": int8_bf16,
                     "int8_bf16_vs_fastest_fp32": min(ours_fp32[0], peer_fp32[0]) / int8_bf16[0],
                 })  # fmt: skip

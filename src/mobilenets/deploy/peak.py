@@ -90,16 +90,8 @@ def _sgemm_peak() -> float:
     return 2 * 512**3 / best / 1e9
 
 
-# /proc/cpuinfo flag -> what it speeds up.
-ISA_FLAGS = {
-    "avx2": "fp32 FMA on 8 floats",
-    "avx512f": "fp32 FMA on 16 floats",
-    "avx512_vnni": "INT8 dot products (VNNI)",
-    "avx_vnni": "INT8 dot products (VNNI, AVX2 encoding)",
-    "avx512_bf16": "bf16 dot products",
-    "amx_int8": "INT8 tile matmul (AMX)",
-    "amx_bf16": "bf16 tile matmul (AMX)",
-}
+# The /proc/cpuinfo flags that decide fp32 width (avx2, avx512f), INT8 dot products (VNNI, AMX) and bf16.
+ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
 
 
 @dataclass(frozen=True)
@@ -116,7 +108,7 @@ class CpuFeatures:
         return any(f in self.flags for f in ("avx512_bf16", "amx_bf16"))
 
     def summary(self) -> str:
-        isa = ", ".join(self.flags) or "no AVX2"
+        isa = ", ".join(self.flags) or "none of the x86 SIMD flags"
         notes = []
         if not self.int8_dot:
             notes.append("no VNNI: INT8 convs gain at most ~2x over fp32")
