@@ -115,6 +115,19 @@ def test_batch_augmentation_keeps_shape_and_range(idx_dir):
     assert not torch.equal(x, plain)
 
 
+def test_crop_shift_counts_stored_pixels_at_any_resolution(idx_dir):
+    """crop_pad 2 on 28x28 images shifts by up to 2 of their pixels: 4 pixels once resized to 56."""
+    spec = load_data(idx_dir, resolution=56)
+    image = torch.zeros(1, 1, 28, 28, dtype=torch.uint8)
+    image[..., 13:15, 13:15] = 255
+    g = torch.Generator().manual_seed(0)
+    plain = data_mod.idx_batch(image, spec.preprocessing, None, None)[0, 0]
+    shifted = data_mod.idx_batch(image.expand(200, -1, -1, -1), spec.preprocessing, {"crop_pad": 2}, g)[:, 0]
+    peak = lambda x: divmod(int(x.argmax()), 56)  # noqa: E731
+    shifts = {(r - peak(plain)[0], c - peak(plain)[1]) for r, c in map(peak, shifted)}
+    assert {abs(s) for shift in shifts for s in shift} == {0, 1, 2, 3, 4}
+
+
 def _image_folder(root: Path, classes=("cat", "dog"), per_class=8, corrupt=0, truncated=0) -> Path:
     from PIL import Image
 

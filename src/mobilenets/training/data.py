@@ -186,12 +186,13 @@ def idx_batch(images: torch.Tensor, pre: Preprocessing, augment: dict | None, ge
     1% of a training step.
     """
     x = images.float().div_(255)
-    size = pre.input_size
+    size, stored = pre.input_size, images.shape[-2]
     if tuple(x.shape[-2:]) != size:
         x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
     if augment:
         n = x.shape[0]
-        pad = int(augment.get("crop_pad", 0))
+        # crop_pad counts the stored image's pixels, so an upsampled input is shifted as far as a native one.
+        pad = round(augment.get("crop_pad", 0) * size[0] / stored)
         if pad:
             x = F.pad(x, (pad, pad, pad, pad))
             ox = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
