@@ -124,7 +124,8 @@ def test_crop_shift_counts_stored_pixels_at_any_resolution(idx_dir):
     plain = data_mod.idx_batch(image, spec.preprocessing, None, None)[0, 0]
     shifted = data_mod.idx_batch(image.expand(200, -1, -1, -1), spec.preprocessing, {"crop_pad": 2}, g)[:, 0]
     peak = lambda x: divmod(int(x.argmax()), 56)  # noqa: E731
-    shifts = {(r - peak(plain)[0], c - peak(plain)[1]) for r, c in map(peak, shifted)}
+    r0, c0 = peak(plain)
+    shifts = {(r - r0, c - c0) for r, c in map(peak, shifted)}
     assert {abs(s) for shift in shifts for s in shift} == {0, 1, 2, 3, 4}
 
 
