@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import os
@@ -283,6 +284,43 @@ def test_resume_ends_with_the_same_weights(tmp_path, idx_dir):
     train(tiny_config(idx_dir, tmp_path / "resumed", **small), resume=True)
     a, b = final_weights(tmp_path / "straight"), final_weights(tmp_path / "resumed")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_init_fine_tunes_saved_weights_with_a_new_classifier(tmp_path, idx_dir):
+    # A 7-class model with a non-default BN eps stands in for converted ImageNet weights.
+    source = mobilenets.create_model(TINY, num_classes=7, in_chans=1, stem_stride=1, bn_eps=1e-3)
+    with torch.no_grad():
+        for p in source.parameters():
+            p.uniform_(-0.1, 0.1)
+    mobilenets.save_model(source, tmp_path / "pretrained")
+    out = tmp_path / "run"
+    # A vanishing lr: the loaded weights must come through training (nearly) unchanged.
+    config = tiny_config(idx_dir, out, model=None, init=str(tmp_path / "pretrained"), lr=1e-9, ema_decay=0.0,
+                         train_limit=64, val_limit=32, max_steps=1)  # fmt: skip
+    assert train(config)["stopped_early"]
+    (tmp_path / "pretrained").rename(tmp_path / "moved")  # resume must not need the init directory
+    train(dataclasses.replace(config, max_steps=0), resume=True)
+    tuned = mobilenets.load_model(out / "best")
+    assert tuned.name == TINY and tuned.num_classes == 4 and tuned.options["bn_eps"] == 1e-3
+    src = source.state_dict()
+    for key, value in tuned.state_dict().items():
+        if key.startswith("classifier."):
+            assert value.shape[0] == 4
+        elif key.endswith("weight") and "bn" not in key and value.dim() > 1:
+            assert torch.allclose(value, src[key], atol=1e-6), key
+
+
+def test_init_errors_name_the_fix(tmp_path, idx_dir, capsys):
+    mobilenets.save_model(mobilenets.create_model(TINY, in_chans=3), tmp_path / "rgb")
+    init = str(tmp_path / "rgb")
+    with pytest.raises(ValueError, match="drop --model"):
+        train(tiny_config(idx_dir, tmp_path / "a", model="mobilenet_v1_025", init=init))
+    with pytest.raises(ValueError, match="pass --in-chans 3"):
+        train(tiny_config(idx_dir, tmp_path / "b", model=None, init=init, in_chans=1))
+    with pytest.raises(FileNotFoundError, match="not a directory"):
+        train(tiny_config(idx_dir, tmp_path / "c", model=None, init=str(tmp_path / "missing")))
+    assert main(["train", "--init", init, "--in-chans", "1", "-d", str(idx_dir), "-o", str(tmp_path / "d")]) == 2
+    assert "pass --in-chans 3" in capsys.readouterr().err
 
 
 def _cli(*args: str) -> list[str]:

@@ -28,6 +28,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--output", "-o", help="run directory: checkpoint, metrics, best model, report")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    p.add_argument(
+        "--init",
+        metavar="MODEL_DIR",
+        help="start from the weights of a model directory (fine-tuning: a converted torchvision/timm/Keras "
+        "model or a run's best/); its architecture is used, with a new classifier if the class count differs",
+    )
     p.add_argument("--recipe", default="fast", choices=sorted(RECIPES), help="named preset (default: fast)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", "-b", type=int, help="global batch size (split over processes)")
@@ -100,8 +106,8 @@ def cmd_train(args) -> int:
                 config = dataclasses.replace(config, **{key: given[key]})
         summary = train(config, resume=True)
     else:
-        if not args.model or not args.output:
-            raise ValueError("train needs --model NAME and --output RUN_DIR (or --resume RUN_DIR)")
+        if not (args.model or args.init) or not args.output:
+            raise ValueError("train needs --model NAME (or --init MODEL_DIR) and --output RUN_DIR, or --resume RUN_DIR")
         fields = {f.name for f in dataclasses.fields(TrainConfig)}
         config = TrainConfig(output=args.output, **{k: v for k, v in given.items() if k in fields})
         summary = train(config)

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..io import atomic_write, atomic_write_text, save_model
+from ..io import atomic_write, atomic_write_text, build_from_config, load_model, read_config, save_model
 from ..registry import create_model, get_entry
 from .data import DataSpec, collate_skip, idx_batch, load_data
 from .recipes import Recipe, get_recipe
@@ -41,9 +41,10 @@ class TrainConfig:
     recipe's lr scales linearly with ``batch_size``.
     """
 
-    model: str
+    model: str | None  # a registry name; may be None with ``init`` (then the init model's name)
     output: str
     data: str = "fashion-mnist"
+    init: str | None = None  # model directory whose weights start the run (fine-tuning)
     recipe: str = "fast"
     epochs: int | None = None
     batch_size: int | None = None
@@ -337,6 +338,32 @@ def read_run_config(run_dir: str | Path) -> TrainConfig:
     return TrainConfig(**data["config"])
 
 
+def _init_architecture(config: TrainConfig, out: Path, resume: bool) -> dict:
+    """The architecture (name, family, options) of the model directory ``config.init``."""
+    if resume:
+        return json.loads((out / RUN_CONFIG).read_text())["init_architecture"]
+    arch = read_config(config.init)
+    if config.model and config.model != arch.get("name"):
+        raise ValueError(
+            f"--init {config.init} holds {arch.get('name')!r} but --model is {config.model!r}; "
+            "drop --model to train the init model's architecture"
+        )
+    return {"name": arch.get("name") or arch["family"], "family": arch["family"], "options": arch["options"]}
+
+
+def _load_init_weights(model: nn.Module, init_dir: str) -> None:
+    """Copy the weights of ``init_dir`` into ``model``; a classifier for another label count stays fresh."""
+    source = load_model(init_dir).state_dict()
+    target = model.state_dict()
+    head = ("classifier.weight", "classifier.bias")
+    if any(k not in source or k not in target or source[k].shape != target[k].shape for k in head):
+        log.info("--init %s: a new classifier for %d classes", init_dir, model.num_classes)
+        source = {k: v for k, v in source.items() if k not in head}
+    missing, unexpected = model.load_state_dict(source, strict=False)
+    if unexpected or set(missing) - set(head):
+        raise ValueError(f"--init {init_dir} does not fit {model.name}: missing {missing}, unexpected {unexpected}")
+
+
 # --- the loop ------------------------------------------------------------------------------------
 
 
@@ -368,7 +395,14 @@ def _train(config: TrainConfig, resume: bool) -> dict:
         raise ValueError(f"{out} already holds a run; continue it with --resume {out} or choose another -o")
     if resume:
         ckpt = load_checkpoint(out)
-    family = get_entry(config.model).builder.__name__
+    # A run started from --init builds the init model's architecture (its padding, BN eps...), not the
+    # registry default; run.json keeps it so that a resume does not need the init directory.
+    init_arch = _init_architecture(config, out, resume) if config.init else None
+    if init_arch:
+        config = dataclasses.replace(config, model=config.model or init_arch["name"])
+    elif not config.model:
+        raise ValueError("train needs a model: give --model NAME (or --init MODEL_DIR to start from saved weights)")
+    family = init_arch["family"] if init_arch else get_entry(config.model).builder.__name__
     recipe = config.resolved_recipe(family)
     if recipe.batch_size % (dist.world * config.accum_steps):
         raise ValueError(
@@ -377,11 +411,14 @@ def _train(config: TrainConfig, resume: bool) -> dict:
         )
 
     variant = {"stem_stride": config.stem_stride} if config.stem_stride else {}
-    probe = create_model(config.model, num_classes=10, **variant)
+    if init_arch:
+        probe = build_from_config({**init_arch, "options": {**init_arch["options"], **variant}})
+    else:
+        probe = create_model(config.model, num_classes=10, **variant)
     spec = load_data(
         config.data,
         resolution=config.resolution,
-        in_chans=config.in_chans,
+        in_chans=config.in_chans or (probe.in_chans if init_arch else None),
         train_limit=config.train_limit,
         val_limit=config.val_limit,
         min_size=probe.min_input_size,
@@ -389,9 +426,20 @@ def _train(config: TrainConfig, resume: bool) -> dict:
     spec.augment = dict(recipe.augment)
     n_cls = len(spec.labels)
     torch.manual_seed(config.seed)
-    model = create_model(
-        config.model, num_classes=n_cls, in_chans=spec.preprocessing.in_chans, drop_rate=recipe.drop_rate, **variant
-    )
+    in_chans = spec.preprocessing.in_chans
+    if init_arch:
+        options = {**init_arch["options"], "num_classes": n_cls, "drop_rate": recipe.drop_rate, **variant}
+        if options["in_chans"] != in_chans:
+            raise ValueError(
+                f"--init {config.init} takes {options['in_chans']}-channel input but the data is read with "
+                f"{in_chans}; pass --in-chans {options['in_chans']}"
+            )
+        init_arch = {**init_arch, "options": options}
+        model = build_from_config(init_arch)
+        if not resume:
+            _load_init_weights(model, config.init)
+    else:
+        model = create_model(config.model, num_classes=n_cls, in_chans=in_chans, drop_rate=recipe.drop_rate, **variant)
     model.labels, model.preprocessing = list(spec.labels), spec.preprocessing
     steps_per_epoch = len(spec.train) // recipe.batch_size
     if steps_per_epoch == 0:
@@ -414,6 +462,8 @@ def _train(config: TrainConfig, resume: bool) -> dict:
         "preprocessing": spec.preprocessing.to_dict(),
         "world_size": dist.world,
     }
+    if init_arch:
+        run_record["init_architecture"] = init_arch
     if resume:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
