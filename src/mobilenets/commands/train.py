@@ -117,7 +117,7 @@ def cmd_train(args) -> int:
             f"  ({summary['params']:,} params, {summary['madds'] / 1e6:.2f}M MAdds)"
         )
         print(
-            f"total wall time {time.time() - started:.0f} s ({(time.time() - started) / 60:.1f} min); "
+            f"wall time of this command {time.time() - started:.0f} s ({(time.time() - started) / 60:.1f} min); "
             f"report: {config.output}/report.md"
         )
     else:

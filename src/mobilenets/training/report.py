@@ -73,7 +73,8 @@ def write_report(out: Path, spec, state, recipe, config, *, wall_seconds: float)
     lines += ["", *(f"![{p.stem}]({p.name})" for p in pictures)]
     atomic_write_text(out / "report.md", "\n".join(lines) + "\n")
     log.info(
-        "best model: %s (epoch %d); %s top-1 %.2f%%, top-5 %.2f%%; %.1f min training, %.1f min wall time; report: %s",
+        "best model: %s (epoch %d); %s top-1 %.2f%%, top-5 %.2f%%; %.1f min training (every invocation), "
+        "%.1f min wall time (this one); report: %s",
         out / BEST_DIR,
         state.best_epoch,
         spec.val.name,
