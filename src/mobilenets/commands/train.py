@@ -116,10 +116,8 @@ def cmd_train(args) -> int:
             f"{summary['model']}: {summary['val_split']} top-1 {summary['top1']:.2f}%  top-5 {summary['top5']:.2f}%"
             f"  ({summary['params']:,} params, {summary['madds'] / 1e6:.2f}M MAdds)"
         )
-        print(
-            f"wall time of this command {time.time() - started:.0f} s ({(time.time() - started) / 60:.1f} min); "
-            f"report: {config.output}/report.md"
-        )
+        elapsed = time.time() - started
+        print(f"wall time of this command {elapsed:.0f} s ({elapsed / 60:.1f} min); report: {config.output}/report.md")
     else:
         print(f"stopped after step {summary['step']}; continue with `mobilenets train --resume {config.output}`")
     return 0
