@@ -113,7 +113,7 @@ def test_export_errors_write_nothing(tmp_path, capsys):
     good = tmp_path / "good.onnx"
     good.write_bytes(b"old")
     with pytest.raises(ValueError, match="differs from PyTorch"):
-        export(load_model(model_dir), good, "onnx", tolerance=-1.0)
+        export(load_model(model_dir), good, "onnx", tolerance=-1.0, overwrite=True)
     assert good.read_bytes() == b"old"
     assert sorted(p.name for p in model_dir.iterdir()) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["good.onnx", "model"]

@@ -115,7 +115,7 @@ def cmd_train(args) -> int:
         if not (given.get("model") or given.get("init")) or not output:
             raise ValueError("train needs --model NAME (or --init MODEL_DIR) and --output RUN_DIR, or --resume RUN_DIR")
         fields = {f.name for f in dataclasses.fields(TrainConfig)}
-        config = TrainConfig(output=output, **{k: v for k, v in given.items() if k in fields})
+        config = TrainConfig(output=output, **{"model": None, **{k: v for k, v in given.items() if k in fields}})
         summary = train(config, overwrite=getattr(args, "overwrite", False))
     if "top1" in summary:
         print(
