@@ -341,7 +341,8 @@ def load_checkpoint(run_dir: Path) -> dict:
     """Read RUN_DIR/checkpoint.pt with weights_only=True: a run directory from elsewhere cannot run code."""
     path = run_dir / CHECKPOINT
     if not path.is_file():
-        raise FileNotFoundError(f"{run_dir} has no {CHECKPOINT} to resume from; start a run with -o {run_dir}")
+        raise FileNotFoundError(f"{run_dir} has no {CHECKPOINT} to resume from; start the run over with "
+                                f"-o {run_dir} --overwrite")  # fmt: skip
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
