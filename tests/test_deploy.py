@@ -288,5 +288,6 @@ def test_accuracy_aware_fallback_keeps_early_convs_in_float(tmp_path):
                             validation=30)  # fmt: skip
     n_convs = sum(n.op_type == "Conv" for n in onnx.load(str(tmp_path / "q.onnx")).graph.node)
     assert report.extra["float_early_convs"] == 8 and report.float_nodes == 8 and n_convs == 27
-    off = quantize_model(model, tmp_path / "q.onnx", tmp_path, calibration=8, eval_images=20, max_drop=None)
+    off = quantize_model(model, tmp_path / "q.onnx", tmp_path, calibration=8, eval_images=20, max_drop=None,
+                         overwrite=True)  # fmt: skip
     assert off.extra["float_early_convs"] == 0 and off.float_nodes == 0
