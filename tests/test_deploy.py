@@ -113,7 +113,7 @@ def test_export_errors_write_nothing(tmp_path, capsys):
     good = tmp_path / "good.onnx"
     good.write_bytes(b"old")
     with pytest.raises(ValueError, match="differs from PyTorch"):
-        export(load_model(model_dir), good, "onnx", tolerance=-1.0)
+        export(load_model(model_dir), good, "onnx", tolerance=-1.0, overwrite=True)
     assert good.read_bytes() == b"old"
     assert sorted(p.name for p in model_dir.iterdir()) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["good.onnx", "model"]
@@ -288,5 +288,6 @@ def test_accuracy_aware_fallback_keeps_early_convs_in_float(tmp_path):
                             validation=30)  # fmt: skip
     n_convs = sum(n.op_type == "Conv" for n in onnx.load(str(tmp_path / "q.onnx")).graph.node)
     assert report.extra["float_early_convs"] == 8 and report.float_nodes == 8 and n_convs == 27
-    off = quantize_model(model, tmp_path / "q.onnx", tmp_path, calibration=8, eval_images=20, max_drop=None)
+    off = quantize_model(model, tmp_path / "q.onnx", tmp_path, calibration=8, eval_images=20, max_drop=None,
+                         overwrite=True)  # fmt: skip
     assert off.extra["float_early_convs"] == 0 and off.float_nodes == 0

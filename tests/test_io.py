@@ -35,7 +35,7 @@ def test_round_trip_keeps_weights_labels_preprocessing(tmp_path):
 
 def test_saving_over_a_model_replaces_it_whole(tmp_path):
     save_model(create_model("mobilenet_v3_small_075", num_classes=2), tmp_path / "m")
-    save_model(create_model("mobilenet_v1_025", num_classes=4), tmp_path / "m")
+    save_model(create_model("mobilenet_v1_025", num_classes=4), tmp_path / "m", overwrite=True)
     assert load_model(tmp_path / "m").name == "mobilenet_v1_025"
     assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no temporary leftovers
 

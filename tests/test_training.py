@@ -73,7 +73,7 @@ def tiny_config(idx_dir: Path, out: Path, **overrides) -> TrainConfig:
 
 
 def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    return torch.load(Path(run_dir) / CHECKPOINT, map_location="cpu", weights_only=False)["model"]
+    return torch.load(Path(run_dir) / CHECKPOINT, map_location="cpu", weights_only=True)["model"]
 
 
 # --- data ---------------------------------------------------------------------------------
@@ -357,7 +357,7 @@ def test_sigkill_loses_at_most_one_checkpoint_interval(tmp_path, idx_dir):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-    killed_at = torch.load(run / CHECKPOINT, weights_only=False)["state"]["step"]
+    killed_at = torch.load(run / CHECKPOINT, weights_only=True)["state"]["step"]
     assert killed_at < 32
     subprocess.run(_cli("train", "--resume", str(run)), env=env, check=True, capture_output=True)
     subprocess.run(
@@ -371,7 +371,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, idx_dir):
     out = tmp_path / "run"
     with pytest.raises(TrainingDiverged, match="last good"):
         train(tiny_config(idx_dir, out, lr=1e12, checkpoint_every=1, epochs=4))
-    ckpt = torch.load(out / CHECKPOINT, weights_only=False)
+    ckpt = torch.load(out / CHECKPOINT, weights_only=True)
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
     assert ckpt["state"]["step"] >= 1
 

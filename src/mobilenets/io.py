@@ -1,8 +1,11 @@
-"""Model directories (``model.safetensors`` + ``config.json``) and atomic writes.
+"""Model directories (``model.safetensors`` + ``config.json``), atomic writes and the output policy.
 
 Nothing here leaves a half-written file: every file is written to a temporary
 name beside its target, flushed to disk, then renamed over it; a model directory
-is assembled in a temporary sibling and swapped in whole.
+is assembled in a temporary sibling and swapped in whole. Nothing we did not write
+is replaced: ``check_output`` is the one rule every command applies to its output
+path (new or empty, or ours and ``overwrite`` asked for). Files and directories get
+the modes the user's umask gives, as any other file they write.
 """
 
 from __future__ import annotations
@@ -23,6 +26,102 @@ from .preprocessing import Preprocessing, default_preprocessing
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
+
+
+# --- the output policy ----------------------------------------------------------
+
+
+class OutputExistsError(ValueError):
+    """The output path holds something that may not be replaced; nothing was written or removed."""
+
+
+OVERWRITE_HINT = "pass --overwrite to replace it (overwrite=True in Python)"
+
+
+def check_output(
+    path: str | os.PathLike,
+    *,
+    directory: bool = True,
+    overwrite: bool = False,
+    ours: Callable[[Path], bool] | None = None,
+    what: str = "a model directory",
+    hint: str = OVERWRITE_HINT,
+) -> str:
+    """Apply the output policy to ``path``; returns ``"new"``, ``"empty"`` (a directory) or ``"ours"``.
+
+    A directory output may be missing or empty; one that ``ours`` recognises (e.g. a model
+    directory) is replaced only with ``overwrite``; anything else is refused. A file output may
+    be missing, or an existing file replaced with ``overwrite``. Refusals raise OutputExistsError
+    (one line naming the path and the fix) and touch nothing.
+    """
+    path = Path(path)
+    if not os.path.lexists(path):
+        return "new"
+    if directory:
+        if not path.is_dir():
+            raise OutputExistsError(f"{path} exists and is not a directory; nothing was written: "
+                                    "choose a new or empty directory")  # fmt: skip
+        if not any(path.iterdir()):
+            return "empty"
+        if ours is None or not ours(path):
+            raise OutputExistsError(f"{path} is not empty and is not {what}; nothing was written: "
+                                    "choose a new or empty directory")  # fmt: skip
+        if not overwrite:
+            raise OutputExistsError(f"{path} already holds {what}; {hint}")
+        return "ours"
+    if path.is_dir():
+        raise OutputExistsError(f"{path} is a directory; nothing was written: give a file path")
+    if not overwrite:
+        raise OutputExistsError(f"{path} already exists; {hint}")
+    return "ours"
+
+
+def is_model_dir(path: str | os.PathLike) -> bool:
+    """``path`` holds a config.json written by mobilenets and a model.safetensors."""
+    path = Path(path)
+    try:
+        read_config(path)
+    except (OSError, ValueError):
+        return False
+    return (path / WEIGHTS_FILE).is_file()
+
+
+def remove_ours(path: str | os.PathLike) -> None:
+    """Delete a directory that ``check_output`` allowed to be replaced: renamed away first, so a
+    crash mid-delete leaves no half directory under the user's name."""
+    path = Path(path).absolute()
+    gone = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+    os.replace(path, gone / path.name)
+    _fsync_dir(path.parent)
+    shutil.rmtree(gone, ignore_errors=True)
+
+
+# --- file modes -------------------------------------------------------------------
+
+
+def _umask() -> int:
+    # /proc reads it without changing it (os.umask would, for a moment, for every thread).
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def default_mode(directory: bool = False) -> int:
+    """The mode open()/mkdir() would give a new file or directory under the current umask."""
+    return (0o777 if directory else 0o666) & ~_umask()
+
+
+def _chmod_like_new(path: Path, target: Path | None = None) -> None:
+    """mkstemp/mkdtemp make 0600/0700; give the user's usual mode (an existing target's own mode)."""
+    try:
+        mode = os.stat(target).st_mode & 0o7777 if target is not None else None
+    except OSError:
+        mode = None
+    os.chmod(path, mode if mode is not None else default_mode(path.is_dir()))
 
 
 # --- atomic writes --------------------------------------------------------------
@@ -49,6 +148,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     tmp = Path(tmp)
     try:
         write(tmp)
+        _chmod_like_new(tmp, path)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -63,21 +163,38 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
-    """Build a directory in a temporary sibling; on success it replaces ``path`` whole."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise FileExistsError(f"{path} exists and is not a directory; choose another output path")
+def atomic_directory(
+    path: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    ours: Callable[[Path], bool] | None = is_model_dir,
+    what: str = "a model directory",
+    last: str | None = CONFIG_FILE,
+) -> Iterator[Path]:
+    """Build a directory in a temporary sibling; on success it takes the place of ``path``.
+
+    ``path`` must pass ``check_output`` (missing, empty, or ``ours`` with ``overwrite``), before
+    and again at the swap. A directory of ours is replaced whole; into an empty one (it may be the
+    current directory) the entries are moved, ``last`` (the file that marks it complete) last.
+    """
+    path = Path(path).absolute()
+    check_output(path, overwrite=overwrite, ours=ours, what=what)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    _chmod_like_new(tmp)
     try:
         yield tmp
         _fsync_dir(tmp)
-        if path.exists():
+        state = check_output(path, overwrite=overwrite, ours=ours, what=what)  # it may have changed meanwhile
+        if state == "ours":
             old = tmp.with_name(tmp.name + ".old")
             os.replace(path, old)
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)
+        elif state == "empty":
+            for entry in sorted(tmp.iterdir(), key=lambda p: (p.name == last, p.name)):
+                os.replace(entry, path / entry.name)
+            _fsync_dir(path)
         else:
             os.replace(tmp, path)
         _fsync_dir(path.parent)
@@ -124,9 +241,12 @@ def save_model(
     labels: list[str] | None = None,
     preprocessing: Preprocessing | None = None,
     metadata: dict | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Save ``model`` as ``directory/model.safetensors`` + ``directory/config.json``, atomically.
 
+    ``directory`` must be new or empty; an existing model directory is replaced (whole) only with
+    ``overwrite``; anything else is refused with OutputExistsError and left as it is.
     ``labels`` and ``preprocessing`` default to the model's own (set by load_model,
     training or a converter), else ImageNet-style preprocessing.
     """
@@ -148,10 +268,11 @@ def save_model(
         "metadata": metadata or getattr(model, "metadata", None) or {},
     }
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    with atomic_directory(directory) as tmp:
+    with atomic_directory(directory, overwrite=overwrite) as tmp:
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "mobilenets": str(FORMAT_VERSION)})
         (tmp / CONFIG_FILE).write_text(json.dumps(document, indent=2) + "\n")
         for name in (WEIGHTS_FILE, CONFIG_FILE):
+            _chmod_like_new(tmp / name)
             with open(tmp / name, "rb+") as f:
                 os.fsync(f.fileno())
     return Path(directory)

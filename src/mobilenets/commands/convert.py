@@ -26,7 +26,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="model name in that library (e.g. mobilenet_v3_large, "
                    "tf_mobilenetv3_large_100, MobileNetV2) or our registry name (mobilenet_v2_035, "
                    "shufflenet_v1_g3_100); a wrong name lists the valid ones")  # fmt: skip
-    p.add_argument("-o", "--output", type=Path, required=True, help="model directory to write (replaced whole)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="model directory to write (new or empty)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing model directory at --output whole")
     p.add_argument("--num-classes", type=int, default=None, help="expected classes (default: the checkpoint's)")
     p.add_argument("--labels", default="auto", help="'auto' (ImageNet names for 1000 classes), 'imagenet', 'none', "
                    "or a text file with one label per line")  # fmt: skip
@@ -50,7 +51,7 @@ def run_convert(args: argparse.Namespace) -> int:
     from ..convert import convert
 
     out = convert(args.src, args.output, args.source, args.model, num_classes=args.num_classes,
-                  labels=args.labels, keep_background=args.keep_background)  # fmt: skip
+                  labels=args.labels, keep_background=args.keep_background, overwrite=args.overwrite)  # fmt: skip
     from ..io import read_config
 
     config = read_config(out)

@@ -15,6 +15,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model_dir", help="model directory (model.safetensors + config.json)")
     p.add_argument("--format", "-f", default="onnx", help="onnx (default) or openvino")
     p.add_argument("-o", "--output", help="output file (default MODEL_DIR/model.onnx or MODEL_DIR/openvino/model.xml)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--resolution", "-r", type=int, help="input size (default: the config's preprocessing input size)")
     p.add_argument("--batch", type=int, default=1, help="static batch size (default 1)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 20)")
@@ -27,6 +28,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--calibration", type=int, default=200, help="calibration images (default 200)")
     p.add_argument("--eval-images", type=int, default=1000, help="evaluation images (default 1000)")
     p.add_argument("-o", "--output", help="INT8 QDQ ONNX file (default MODEL_DIR/model.int8.onnx)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--keep-float", default="auto", help="auto (SE in float when present), none, se, se+ends")
     p.add_argument("--method", default="minmax", help="calibration: minmax (default), percentile, entropy")
     p.add_argument("--runtime", default="onnxruntime", help="evaluate in onnxruntime (default) or openvino")
@@ -64,7 +66,7 @@ def cmd_export(args) -> int:
     output = Path(args.output) if args.output else default_output(args.model_dir, args.format)
     try:
         report = export(model, output, args.format, resolution=args.resolution, batch=args.batch,
-                        opset=args.opset or DEFAULT_OPSET)  # fmt: skip
+                        opset=args.opset or DEFAULT_OPSET, overwrite=args.overwrite)  # fmt: skip
     except ImportError as err:
         raise _runtime_error(err) from None
     if args.json:
@@ -89,7 +91,8 @@ def cmd_quantize(args) -> int:
     try:
         report = quantize_model(model, output, args.data, calibration=args.calibration, eval_images=args.eval_images,
                                 keep_float=args.keep_float, method=args.method, runtime=args.runtime,
-                                threads=args.threads, max_drop=max_drop, validation=args.validation)  # fmt: skip
+                                threads=args.threads, max_drop=max_drop, validation=args.validation,
+                                overwrite=args.overwrite)  # fmt: skip
     except ImportError as err:
         raise _runtime_error(err) from None
     if args.json:

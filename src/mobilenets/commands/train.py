@@ -13,28 +13,33 @@ log = logging.getLogger(__name__)
 def add_commands(sub: argparse._SubParsersAction) -> None:
     from ..training.recipes import RECIPES
 
+    # No defaults in the namespace: an option is in it only when given, so --resume can tell what the
+    # user asked to change (TrainConfig holds the defaults).
     p = sub.add_parser(
         "train",
         help="train a model (resumable; under torchrun: DistributedDataParallel)",
         description="Train MODEL on DATA into RUN_DIR; --resume RUN_DIR continues an interrupted run.",
+        argument_default=argparse.SUPPRESS,
     )
     p.add_argument("--model", "-m", help="registered model name (see `mobilenets list`)")
     p.add_argument(
         "--data",
         "-d",
-        default="fashion-mnist",
         help="'fashion-mnist' (Debian package dataset-fashion-mnist), a directory with the four IDX "
         "files, or an ImageFolder root with train/<class>/ and val/<class>/ (default: fashion-mnist)",
     )
-    p.add_argument("--output", "-o", help="run directory: checkpoint, metrics, best model, report")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    p.add_argument("--output", "-o", help="run directory (new or empty): checkpoint, metrics, best model, report")
+    p.add_argument("--overwrite", action="store_true", help="delete the earlier run in --output and start over")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint; "
+                   "only --epochs, --workers, --threads, --checkpoint-every, --max-steps, --no-progress and "
+                   "--no-tensorboard may be given again to change")  # fmt: skip
     p.add_argument(
         "--init",
         metavar="MODEL_DIR",
         help="start from the weights of a model directory (fine-tuning: a converted torchvision/timm/Keras "
         "model or a run's best/); its architecture is used, with a new classifier if the class count differs",
     )
-    p.add_argument("--recipe", default="fast", choices=sorted(RECIPES), help="named preset (default: fast)")
+    p.add_argument("--recipe", choices=sorted(RECIPES), help="named preset (default: fast)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", "-b", type=int, help="global batch size (split over processes)")
     p.add_argument("--lr", type=float, help="absolute learning rate (the recipe's scales with the batch size)")
@@ -53,7 +58,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--in-chans", type=int, choices=[1, 3], help="1: grayscale, 3: RGB (default: the data's)")
     p.add_argument("--stem-stride", type=int, choices=[1, 2], help="1: small-input adaptation (default: 2, the paper)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, help="(default 0)")
     p.add_argument(
         "--deterministic",
         action="store_true",
@@ -62,13 +67,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--channels-last", action="store_true", help="NHWC memory format")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
     p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm under DDP (GPU only)")
-    p.add_argument("--accum-steps", type=int, default=1, help="split each batch into N accumulated micro-batches")
-    p.add_argument("--workers", type=int, default=2, help="data-loading processes for ImageFolder data")
-    p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (default: torch's choice)")
-    p.add_argument("--train-limit", type=int, default=0, help="use only the first N training images")
-    p.add_argument("--val-limit", type=int, default=0, help="use only the first N validation images")
-    p.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (and every epoch)")
-    p.add_argument("--max-steps", type=int, default=0, help="stop (with a checkpoint) after N steps in total")
+    p.add_argument("--accum-steps", type=int, help="split each batch into N accumulated micro-batches")
+    p.add_argument("--workers", type=int, help="data-loading processes for ImageFolder data (default 2)")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    p.add_argument("--train-limit", type=int, help="use only the first N training images")
+    p.add_argument("--val-limit", type=int, help="use only the first N validation images")
+    p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints, and every epoch (default 500)")
+    p.add_argument("--max-steps", type=int, help="stop (with a checkpoint) after N steps in total")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.add_argument("--no-tensorboard", dest="tensorboard", action="store_false")
     p.set_defaults(func=cmd_train)
@@ -85,32 +90,33 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_eval)
 
 
-_NOT_RECIPE = {"command", "func", "verbose", "resume", "output"}
+_NOT_RECIPE = {"command", "func", "verbose", "resume", "output", "overwrite"}
 
 
 def cmd_train(args) -> int:
     import time
+    from pathlib import Path
 
-    from ..training import TrainConfig, read_run_config, train
+    from ..training import TrainConfig, resume_config, train
 
     started = time.time()
+    # Only options given on the command line are in args (the parser has no defaults).
     given = {k: v for k, v in vars(args).items() if k not in _NOT_RECIPE}
-    if args.resume:
-        # A --max-steps of the interrupted invocation does not carry over to the resumed one.
-        config = dataclasses.replace(read_run_config(args.resume), output=args.resume, max_steps=0)
-        # On resume only explicitly given values that are safe to change override the saved run.
-        for key in ("epochs", "workers", "threads", "checkpoint_every", "max_steps", "progress", "tensorboard"):
-            if given.get(key) not in (None, 0) and given[key] != getattr(config, key):
-                if key == "epochs":
-                    log.warning("changing epochs from %s to %s also changes the schedule", config.epochs, given[key])
-                config = dataclasses.replace(config, **{key: given[key]})
+    resume, output = getattr(args, "resume", None), getattr(args, "output", None)
+    if resume:
+        if output and Path(output).absolute() != Path(resume).absolute():
+            raise ValueError(f"--resume continues the run in its own directory; drop -o {output}")
+        if getattr(args, "overwrite", False):
+            raise ValueError("--overwrite starts a run over; it does not go with --resume")
+        # The saved run, with only the explicitly given options that are safe to change (others refused).
+        config = resume_config(resume, **given)
         summary = train(config, resume=True)
     else:
-        if not (args.model or args.init) or not args.output:
+        if not (given.get("model") or given.get("init")) or not output:
             raise ValueError("train needs --model NAME (or --init MODEL_DIR) and --output RUN_DIR, or --resume RUN_DIR")
         fields = {f.name for f in dataclasses.fields(TrainConfig)}
-        config = TrainConfig(output=args.output, **{k: v for k, v in given.items() if k in fields})
-        summary = train(config)
+        config = TrainConfig(output=output, **{"model": None, **{k: v for k, v in given.items() if k in fields}})
+        summary = train(config, overwrite=getattr(args, "overwrite", False))
     if "top1" in summary:
         print(
             f"{summary['model']}: {summary['val_split']} top-1 {summary['top1']:.2f}%  top-5 {summary['top5']:.2f}%"

@@ -133,14 +133,20 @@ def convert(
     num_classes: int | None = None,
     labels: list[str] | str | None = "auto",
     keep_background: bool = False,
+    overwrite: bool = False,
 ) -> Path:
-    """``convert_checkpoint`` then ``save_model`` to ``output`` (written whole or not at all)."""
-    from ..io import save_model
+    """``convert_checkpoint`` then ``save_model`` to ``output`` (written whole or not at all).
+
+    ``output`` must be new or empty, or a model directory with ``overwrite``.
+    """
+    from ..io import check_output, is_model_dir, save_model
+
+    check_output(output, overwrite=overwrite, ours=is_model_dir)  # before the conversion's work
 
     net = convert_checkpoint(
         path, source, model, num_classes=num_classes, labels=labels, keep_background=keep_background
     )
-    return save_model(net, output)
+    return save_model(net, output, overwrite=overwrite)
 
 
 __all__ = ["SOURCES", "Target", "convert", "convert_checkpoint", "resolve", "source_models"]

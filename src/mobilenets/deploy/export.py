@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..io import atomic_write
+from ..io import atomic_write, check_output, default_mode
 from .optimize import optimize
 from .runtimes import ort_runner, ov_runner, require
 
@@ -125,8 +125,13 @@ def export_onnx(
     batch: int = 1,
     opset: int = DEFAULT_OPSET,
     tolerance: float = DEFAULT_TOLERANCE,
+    overwrite: bool = False,
 ) -> ExportReport:
-    """Export ``model`` to an ONNX file with BN folded and a static shape, checked in ONNX Runtime."""
+    """Export ``model`` to an ONNX file with BN folded and a static shape, checked in ONNX Runtime.
+
+    An existing file at ``path`` is replaced only with ``overwrite``.
+    """
+    check_output(path, directory=False, overwrite=overwrite)
     _check_opset(opset)
     shape = input_shape_of(model, resolution, batch)
     inference, example, reference = _prepare(model, shape)
@@ -150,13 +155,19 @@ def export_openvino(
     batch: int = 1,
     opset: int = DEFAULT_OPSET,
     tolerance: float = DEFAULT_TOLERANCE,
+    overwrite: bool = False,
 ) -> ExportReport:
-    """Export to OpenVINO IR (``path`` = FILE.xml, weights beside it in FILE.bin, fp32), checked in OpenVINO."""
+    """Export to OpenVINO IR (``path`` = FILE.xml, weights beside it in FILE.bin, fp32), checked in OpenVINO.
+
+    Existing FILE.xml / FILE.bin are replaced only with ``overwrite``.
+    """
     ov = require("openvino")
     _check_opset(opset)
     path = Path(path)
     if path.suffix != ".xml":
         raise ValueError(f"an OpenVINO IR path must end in .xml (its weights go to a .bin beside it), got {path}")
+    for target in (path, path.with_suffix(".bin")):
+        check_output(target, directory=False, overwrite=overwrite)
     shape = input_shape_of(model, resolution, batch)
     inference, example, reference = _prepare(model, shape)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -171,6 +182,8 @@ def export_openvino(
         if not error <= tolerance:
             raise ValueError(f"OpenVINO output differs from PyTorch by {error:.2e} (max relative error), "
                              f"more than the {tolerance:.0e} allowed; nothing was written")  # fmt: skip
+        for name in ("model.bin", "model.xml"):  # the umask's modes, as for any file the user writes
+            os.chmod(tmp / name, default_mode())
         # Weights first, so that a reader never sees an .xml without its .bin.
         os.replace(tmp / "model.bin", path.with_suffix(".bin"))
         os.replace(tmp / "model.xml", path)
@@ -190,13 +203,18 @@ def export(
     batch: int = 1,
     opset: int = DEFAULT_OPSET,
     tolerance: float = DEFAULT_TOLERANCE,
+    overwrite: bool = False,
 ) -> ExportReport:
-    """Export ``model`` to ``format`` (one of FORMATS) at ``path``, checked against PyTorch."""
+    """Export ``model`` to ``format`` (one of FORMATS) at ``path``, checked against PyTorch.
+
+    An existing output file is replaced only with ``overwrite``.
+    """
     if format not in FORMATS:
         raise ValueError(f"unsupported export format {format!r}; supported: {', '.join(FORMATS)} "
                          "(see the README's Deployment section for why no .tflite/.pte)")  # fmt: skip
     writer = export_onnx if format == "onnx" else export_openvino
-    return writer(model, path, resolution=resolution, batch=batch, opset=opset, tolerance=tolerance)
+    return writer(model, path, resolution=resolution, batch=batch, opset=opset, tolerance=tolerance,
+                  overwrite=overwrite)  # fmt: skip
 
 
 def default_output(model_dir: str | os.PathLike, format: str) -> Path:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
-from ..io import atomic_write
+from ..io import atomic_write, check_output
 from .export import readable
 from .runtimes import ort_runner, ov_runner, require
 
@@ -236,6 +236,7 @@ def quantize_model(
     threads: int = 1,
     max_drop: float | None = 1.0,
     validation: int = 1000,
+    overwrite: bool = False,
 ) -> QuantizeReport:
     """Export ``model``, quantize it to INT8 calibrated on ``calibration`` images of ``data``, then evaluate.
 
@@ -246,7 +247,7 @@ def quantize_model(
     ``validation`` held-out images (train split after the calibration images; for folders the
     images after the evaluation ones), the earliest convs are kept in float (1, 2, 4, 8...), until
     the validation drop fits or half the convs are float. The test images never steer it.
-    ``max_drop=None`` turns it off.
+    ``max_drop=None`` turns it off. An existing file at ``out_path`` is replaced only with ``overwrite``.
     """
     from .data import load_labelled_images
     from .export import export_onnx
@@ -260,6 +261,7 @@ def quantize_model(
     out_path = Path(out_path)
     if out_path.suffix != ".onnx":
         raise ValueError(f"the INT8 model is a QDQ ONNX file: -o must end in .onnx, got {out_path}")
+    check_output(out_path, directory=False, overwrite=overwrite)  # before the minutes of calibration
     pre = getattr(model, "preprocessing", None)
     if pre is None:
         from ..preprocessing import default_preprocessing

@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import os
+import pickle
 import random
 import time
 from dataclasses import dataclass, field
@@ -17,7 +18,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..io import atomic_write, atomic_write_text, build_from_config, load_model, read_config, save_model
+from ..io import (
+    atomic_write,
+    atomic_write_text,
+    build_from_config,
+    check_output,
+    load_model,
+    read_config,
+    remove_ours,
+    save_model,
+)
 from ..registry import create_model, get_entry
 from .data import DataSpec, collate_skip, idx_batch, load_data
 from .recipes import Recipe, get_recipe
@@ -27,6 +37,10 @@ log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
 RUN_CONFIG = "run.json"
 BEST_DIR = "best"
+# Options a resumed run may change: they do not alter the arithmetic of the remaining steps
+# (epochs does, through the schedule, and is allowed with a warning).
+SAFE_ON_RESUME = ("epochs", "workers", "threads", "checkpoint_every", "max_steps", "progress", "tensorboard")
+_OPTION_NAMES = {"augment": "--no-augment", "progress": "--no-progress", "tensorboard": "--no-tensorboard"}
 
 
 class TrainingDiverged(ValueError):
@@ -306,12 +320,17 @@ def _all_finite(model: nn.Module) -> bool:
 
 
 def save_checkpoint(path: Path, model, optimizer, scheduler, ema, state: RunState, aug_gen, config: dict):
+    """Write the run's full state atomically, as tensors and plain types only (it loads with weights_only=True)."""
+    rng = {"torch": torch.get_rng_state(), "aug": aug_gen.get_state(), "python": list(random.getstate())}
+    device = next(model.parameters()).device
+    if device.type == "cuda":  # dropout on a GPU draws from the device's generator
+        rng["cuda"] = torch.cuda.get_rng_state(device)
     payload = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "ema": ema.module.state_dict() if ema else None,
-        "rng": {"torch": torch.get_rng_state(), "aug": aug_gen.get_state(), "python": random.getstate()},
+        "rng": rng,
         "state": dataclasses.asdict(state),
         "config": config,
     }
@@ -319,13 +338,61 @@ def save_checkpoint(path: Path, model, optimizer, scheduler, ema, state: RunStat
 
 
 def load_checkpoint(run_dir: Path) -> dict:
+    """Read RUN_DIR/checkpoint.pt with weights_only=True: a run directory from elsewhere cannot run code."""
     path = run_dir / CHECKPOINT
     if not path.is_file():
-        raise FileNotFoundError(f"{run_dir} has no {CHECKPOINT} to resume from; start a run with -o {run_dir}")
+        raise FileNotFoundError(f"{run_dir} has no {CHECKPOINT} to resume from; start the run over with "
+                                f"-o {run_dir} --overwrite")  # fmt: skip
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else err.__class__.__name__
+        raise ValueError(f"refusing {path}: it holds objects other than tensors and plain values, which "
+                         f"only a mobilenets run does not write ({first})") from None  # fmt: skip
     except Exception as err:  # noqa: BLE001 - any unpickling failure means the same to the user
         raise ValueError(f"{path} is not a readable checkpoint ({err.__class__.__name__}: {err})") from None
+
+
+def is_run_dir(path: Path) -> bool:
+    """``path`` holds a run of ours (its run.json or checkpoint)."""
+    return (Path(path) / RUN_CONFIG).is_file() or (Path(path) / CHECKPOINT).is_file()
+
+
+def _option(key: str) -> str:
+    return _OPTION_NAMES.get(key, "--" + key.replace("_", "-"))
+
+
+def _check_resume_change(saved: dict, config: TrainConfig) -> None:
+    """Refuse a resumed config that differs from the saved run in anything outside SAFE_ON_RESUME."""
+    for f in dataclasses.fields(TrainConfig):
+        key = f.name
+        if key in SAFE_ON_RESUME or key == "output" or key not in saved:
+            continue
+        if getattr(config, key) != saved[key]:
+            raise ValueError(
+                f"{_option(key)} cannot change on --resume (the run has {saved[key]!r}, given "
+                f"{getattr(config, key)!r}): a resumed run continues exactly; start a new run with -o "
+                f"(or fine-tune its best model with --init RUN_DIR/{BEST_DIR})"
+            )
+
+
+def resume_config(run_dir: str | os.PathLike, **changes) -> TrainConfig:
+    """The saved config of ``run_dir`` with ``changes`` (options given again on the command line).
+
+    Only SAFE_ON_RESUME options may differ from the saved run (changing ``epochs`` warns: it
+    stretches the schedule); any other raises a ValueError naming the option. A ``max_steps`` of
+    the interrupted invocation does not carry over.
+    """
+    saved = dataclasses.replace(read_run_config(run_dir), output=str(run_dir), max_steps=0)
+    unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(TrainConfig)})
+    if unknown:
+        raise TypeError(f"unknown TrainConfig fields {unknown}")
+    config = dataclasses.replace(saved, **changes)
+    _check_resume_change(dataclasses.asdict(saved), config)
+    if config.epochs != saved.epochs:
+        log.warning("changing epochs from %s to %s also changes the lr schedule of the remaining steps",
+                    saved.epochs, config.epochs)  # fmt: skip
+    return config
 
 
 def read_run_config(run_dir: str | Path) -> TrainConfig:
@@ -367,11 +434,13 @@ def _load_init_weights(model: nn.Module, init_dir: str) -> None:
 # --- the loop ------------------------------------------------------------------------------------
 
 
-def train(config: TrainConfig, *, resume: bool = False) -> dict:
+def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False) -> dict:
     """Train ``config.model`` on ``config.data`` into ``config.output``; returns the run summary.
 
-    With ``resume``, continues from ``output/checkpoint.pt``. Under torchrun, trains with DDP and
-    only rank 0 writes files.
+    ``output`` must be a new or empty directory; an earlier run there is deleted first only with
+    ``overwrite``. With ``resume``, continues from ``output/checkpoint.pt`` (only SAFE_ON_RESUME
+    options may differ from the saved run). Under torchrun, trains with DDP and only rank 0
+    writes files.
     """
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     try:
@@ -379,22 +448,25 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict:
             torch.set_num_threads(config.threads)
         if config.deterministic:
             torch.use_deterministic_algorithms(True)
-        return _train(config, resume)
+        return _train(config, resume, overwrite)
     finally:  # process-wide settings go back as they were (train() may be one call of a longer program)
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic)
 
 
-def _train(config: TrainConfig, resume: bool) -> dict:
+def _train(config: TrainConfig, resume: bool, overwrite: bool) -> dict:
     started = time.time()
     out = Path(config.output)
     dist = setup_distributed()
     if config.accum_steps < 1:
         raise ValueError(f"accum_steps must be >= 1, got {config.accum_steps}")
-    if (out / CHECKPOINT).exists() and not resume:
-        raise ValueError(f"{out} already holds a run; continue it with --resume {out} or choose another -o")
     if resume:
         ckpt = load_checkpoint(out)
+    else:
+        # Every rank checks before rank 0 writes anything (the barrier), so all agree.
+        fresh = check_output(out, overwrite=overwrite, ours=is_run_dir, what="a run",
+                             hint=f"continue it with --resume {out}, or pass --overwrite to start it over")  # fmt: skip
+        dist.barrier()
     # A run started from --init builds the init model's architecture (its padding, BN eps...), not the
     # registry default; run.json keeps it so that a resume does not need the init directory.
     init_arch = _init_architecture(config, out, resume) if config.init else None
@@ -402,6 +474,8 @@ def _train(config: TrainConfig, resume: bool) -> dict:
         config = dataclasses.replace(config, model=config.model or init_arch["name"])
     elif not config.model:
         raise ValueError("train needs a model: give --model NAME (or --init MODEL_DIR to start from saved weights)")
+    if resume:
+        _check_resume_change(ckpt.get("config") or {}, config)
     family = init_arch["family"] if init_arch else get_entry(config.model).builder.__name__
     recipe = config.resolved_recipe(family)
     if recipe.batch_size % (dist.world * config.accum_steps):
@@ -471,13 +545,18 @@ def _train(config: TrainConfig, resume: bool) -> dict:
         if ema and ckpt["ema"] is not None:
             ema.module.load_state_dict(ckpt["ema"])
         torch.set_rng_state(ckpt["rng"]["torch"])
+        if "cuda" in ckpt["rng"] and dist.device.type == "cuda":
+            torch.cuda.set_rng_state(ckpt["rng"]["cuda"], dist.device)
         aug_gen.set_state(ckpt["rng"]["aug"])
-        random.setstate(ckpt["rng"]["python"])
+        python = ckpt["rng"]["python"]
+        random.setstate((python[0], tuple(python[1]), python[2]))
         state = RunState(**ckpt["state"])
         log.info("resuming %s at epoch %d, step %d", out, state.epoch, state.step)
     else:
         torch.manual_seed(config.seed + dist.rank)  # dropout differs per rank, data order does not
     if dist.main:
+        if not resume and fresh == "ours":
+            remove_ours(out)  # asked for with overwrite; checked above, before any work
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / RUN_CONFIG, json.dumps(run_record, indent=2) + "\n")
 
@@ -661,7 +740,8 @@ def _save_best(model, out: Path, spec: DataSpec, recipe: Recipe, config: TrainCo
         "top5": round(metrics["top5"], 3),
         "val_split": spec.val.name,
     }
-    save_model(model, out / BEST_DIR, labels=list(spec.labels), preprocessing=spec.preprocessing, metadata=meta)
+    save_model(model, out / BEST_DIR, labels=list(spec.labels), preprocessing=spec.preprocessing, metadata=meta,
+               overwrite=True)  # fmt: skip
 
 
 def _write_csv(path: Path, rows: list[dict]):
