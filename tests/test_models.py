@@ -261,9 +261,9 @@ def test_config_rebuilds_the_same_model():
 
 
 def test_unknown_model_suggests_close_names():
-    with pytest.raises(KeyError, match="mobilenet_v2_100"):
+    with pytest.raises(ValueError, match="mobilenet_v2_100"):
         create_model("mobilenet_v2_10")
-    with pytest.raises(KeyError, match="mobilenets list"):
+    with pytest.raises(ValueError, match="mobilenets list"):
         create_model("resnet50")
 
 

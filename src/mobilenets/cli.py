@@ -32,12 +32,30 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     try:
         return args.func(args) or 0
-    except (ValueError, KeyError, TypeError, FileNotFoundError) as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"mobilenets {args.command}: error: {message}", file=sys.stderr)
-        return 2
     except BrokenPipeError:
         return 0
+    except USER_ERRORS as err:
+        # TypeError, KeyError, IndexError... are not caught: from our code they are bugs, and a
+        # one-line "error" would hide them. Validation raises ValueError (or UsageError) instead.
+        print(f"mobilenets {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        return 2
+
+
+# A user's mistake: a bad value, or a path that is missing, taken, of the wrong kind or not permitted.
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError,
+               PermissionError)  # fmt: skip
+
+
+def _one_line(err: BaseException) -> str:
+    """The message of ``err`` on one line; an OSError without our own message names its path."""
+    if isinstance(err, OSError) and err.strerror and err.filename is not None:
+        path = err.filename2 if err.filename2 is not None else err.filename
+        text = f"{path}: {err.strerror}"
+        if isinstance(err, FileExistsError | IsADirectoryError | NotADirectoryError):
+            text += "; choose another path"
+    else:
+        text = str(err)
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 if __name__ == "__main__":

@@ -312,6 +312,12 @@ def build_from_config(config: dict) -> nn.Module:
     if builder is None or not callable(builder):
         raise ValueError(f"unknown model family {family!r} in config; known: mobilenet_v1, mobilenet_v2, "
                          "mobilenet_v3, shufflenet_v1")  # fmt: skip
+    import inspect
+
+    unknown = sorted(set(config["options"]) - set(inspect.signature(builder).parameters))
+    if unknown:  # a hand-edited or newer config: a clear error, not a TypeError from the builder
+        raise ValueError(f"config options {unknown} are not options of {family}; "
+                         f"it takes: {', '.join(inspect.signature(builder).parameters)}")  # fmt: skip
     model = builder(**config["options"])
     model.name = config.get("name") or family
     return model
@@ -336,7 +342,12 @@ def load_model(directory: str | os.PathLike, *, device: str | torch.device = "cp
         raise ValueError(f"{weights} is not a readable safetensors file ({err}); it may be truncated") from None
     model = build_from_config(config)
     load_state_dict_checked(model, state_dict, source=str(weights))
-    model.labels = config.get("labels")
+    labels = config.get("labels")
+    if labels is not None and len(labels) != model.num_classes:
+        # Checked here, where labels are read, so that predict never indexes past a short list.
+        raise ValueError(f"{directory / CONFIG_FILE} lists {len(labels)} labels for a model with "
+                         f"{model.num_classes} classes; give one label per class (or null for none)")  # fmt: skip
+    model.labels = labels
     model.preprocessing = Preprocessing.from_dict(config["preprocessing"]) if config.get("preprocessing") else None
     model.metadata = config.get("metadata") or {}
     return model.to(device).eval()

@@ -8,10 +8,10 @@ from pathlib import Path
 def predict(directory: str | Path, images: list[str | Path], topk: int = 5) -> list[dict]:
     """Top-``topk`` classes per image: ``[{"image", "top": [{"index", "label", "probability"}]}]``."""
     import torch
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     from .io import load_model
-    from .preprocessing import default_preprocessing
+    from .preprocessing import default_preprocessing, open_image
 
     if topk < 1:
         raise ValueError(f"--topk must be >= 1, got {topk}")
@@ -22,11 +22,11 @@ def predict(directory: str | Path, images: list[str | Path], topk: int = 5) -> l
     batch = []
     for path in images:
         try:
-            with Image.open(path) as image:
-                batch.append(transform(image))
+            # The transform converts any PIL mode (16-bit, palette, alpha, CMYK...) or refuses it (ValueError).
+            batch.append(transform(open_image(path)))
         except FileNotFoundError:
             raise FileNotFoundError(f"image {path} does not exist") from None
-        except (UnidentifiedImageError, OSError) as err:
+        except (UnidentifiedImageError, OSError, ValueError) as err:
             raise ValueError(f"cannot read image {path}: {err}") from None
     with torch.inference_mode():
         probs = model(torch.stack(batch)).softmax(-1)

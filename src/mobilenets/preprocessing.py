@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -59,13 +60,13 @@ class Preprocessing:
         return cls(**data)
 
     def transform(self):
-        """A torchvision transform from a PIL image to the model's input tensor."""
+        """A torchvision transform from a PIL image (any mode, see ``to_model_mode``) to the model's input tensor."""
         import torch
         from torchvision.transforms import v2 as T
 
         modes = {"bilinear": T.InterpolationMode.BILINEAR, "bicubic": T.InterpolationMode.BICUBIC,
                  "nearest": T.InterpolationMode.NEAREST}  # fmt: skip
-        steps = [T.Grayscale(1) if self.channel_order == "L" else T.RGB(), T.PILToTensor()]
+        steps = [ToMode("L" if self.channel_order == "L" else "RGB"), T.PILToTensor()]
         if self.resize:
             steps.append(T.Resize(self.resize, interpolation=modes[self.interpolation], antialias=True))
         steps += [T.CenterCrop(self.input_size), T.ToDtype(torch.float32, scale=True)]
@@ -83,3 +84,74 @@ def default_preprocessing(in_chans: int = 3, resolution: int = 224) -> Preproces
         return Preprocessing((resolution, resolution), round(resolution / 0.875), channel_order="L",
                              mean=(0.5,), std=(0.5,))  # fmt: skip
     return Preprocessing((resolution, resolution), round(resolution / 0.875))
+
+
+# --- reading images of any PIL mode ---------------------------------------------------------
+
+# Modes Pillow converts to RGB correctly; others need scaling (16/32-bit, float) or compositing (alpha).
+_COLOUR_MODES = ("RGB", "RGBX", "CMYK", "YCbCr", "LAB", "HSV")
+_ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
+MAX_16BIT = 65535
+
+
+def to_model_mode(image, mode: str):
+    """``image`` (a PIL image of any mode) as 8-bit ``mode`` ("L" or "RGB"), or a ValueError saying why not.
+
+    Pillow's ``convert`` clips wider pixels at 255, so a 16-bit PNG (mode I;16) would read as
+    white: 16-bit modes (I;16*, and I holding 0-65535) are scaled to 0-255, F (float) images
+    holding [0, 1] are scaled by 255. Transparent pixels are composited over white, as a viewer
+    shows them. Colour becomes grayscale by ITU-R 601-2 luma (as torchvision's Grayscale).
+    """
+    import numpy as np
+    from PIL import Image
+
+    if mode not in ("L", "RGB"):
+        raise ValueError(f"mode must be L or RGB, got {mode!r}")
+    source = image.mode
+    if source.startswith("I;16") or source == "I":
+        pixels = np.asarray(image).astype(np.int64)
+        low, high = (int(pixels.min()), int(pixels.max())) if pixels.size else (0, 0)
+        if low < 0 or high > MAX_16BIT:
+            raise ValueError(f"a 32-bit integer image with values in [{low}, {high}]; only 0-{MAX_16BIT} (16-bit) "
+                             "is read: save it as an 8- or 16-bit image")  # fmt: skip
+        image = Image.fromarray(np.rint(pixels * (255 / MAX_16BIT)).astype(np.uint8))
+    elif source == "F":
+        pixels = np.asarray(image, dtype=np.float64)
+        if pixels.size and not (np.isfinite(pixels).all() and pixels.min() >= 0 and pixels.max() <= 1):
+            raise ValueError(f"a floating-point image with values in [{pixels.min():g}, {pixels.max():g}]; "
+                             "only [0, 1] is read: save it as an 8- or 16-bit image")  # fmt: skip
+        image = Image.fromarray(np.rint(pixels * 255).astype(np.uint8))
+    elif source == "1":
+        image = image.convert("L")
+    elif source == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    elif source not in ("L", *_COLOUR_MODES, *_ALPHA_MODES):
+        raise ValueError(f"unsupported image mode {source!r}; save it as 8-bit RGB or grayscale")
+    if image.mode in _ALPHA_MODES:
+        rgba = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    if image.mode != "L":
+        image = image.convert("RGB")  # CMYK, YCbCr, LAB, HSV, RGBX and composited RGBA
+    return image if image.mode == mode else image.convert(mode)
+
+
+class ToMode:
+    """A transform step: ``to_model_mode(image, mode)`` (a class, so DataLoader workers can pickle it)."""
+
+    def __init__(self, mode: str):
+        self.mode = mode
+
+    def __call__(self, image):
+        return to_model_mode(image, self.mode)
+
+    def __repr__(self) -> str:
+        return f"ToMode({self.mode!r})"
+
+
+def open_image(path: str | Path):
+    """The image at ``path``, decoded in its own mode (torchvision's loader would convert it to RGB first)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image.load()
+        return image

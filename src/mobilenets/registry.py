@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from .errors import UsageError
+
 
 @dataclass(frozen=True)
 class Published:
@@ -84,7 +86,10 @@ def get_entry(name: str) -> ModelEntry:
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=5, cutoff=0.5)
         hint = f"did you mean {', '.join(close)}? " if close else ""
-        raise KeyError(f"unknown model {name!r}; {hint}`mobilenets list` shows all {len(_REGISTRY)}")
+        # A ValueError, not a KeyError: a mistyped name is the user's mistake, a KeyError would be our bug.
+        families = sorted({entry.builder.__name__ for entry in _REGISTRY.values()})
+        raise UsageError(f"unknown model {name!r}; {hint}valid names start with {', '.join(families)} "
+                         f"(`mobilenets list` shows all {len(_REGISTRY)})")  # fmt: skip
     return _REGISTRY[name]
 
 
@@ -109,7 +114,7 @@ def create_model(
     accepted = inspect.signature(entry.builder).parameters
     unknown = sorted(set(variant_options) - set(accepted))
     if unknown:
-        raise TypeError(f"{name} does not take {unknown}; it takes: {', '.join(accepted)}")
+        raise UsageError(f"{name} does not take {unknown}; it takes: {', '.join(accepted)}")
     options = {**entry.fixed, **variant_options, "num_classes": num_classes, "in_chans": in_chans}
     for key, value in (
         ("drop_rate", drop_rate),

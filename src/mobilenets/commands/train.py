@@ -80,7 +80,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("eval", help="top-1/top-5 and loss of a run directory's best model or a model directory")
     p.add_argument("path", help="RUN_DIR (uses RUN_DIR/best) or a model directory")
-    p.add_argument("--data", "-d", default="fashion-mnist", help="as for train; evaluates its val/test split")
+    p.add_argument("--data", "-d", default=None,
+                   help="as for train; evaluates its val/test split (default: a run's own data, from its run.json; "
+                        "a model directory needs --data)")  # fmt: skip
     p.add_argument("--batch-size", "-b", type=int, default=256)
     p.add_argument("--limit", type=int, default=0, help="only the first N images")
     p.add_argument("--workers", type=int, default=2)
@@ -138,7 +140,9 @@ def cmd_eval(args) -> int:
         print(json.dumps({k: v for k, v in metrics.items() if k != "confusion"}))
         return 0
     print(
-        f"{metrics['model']} on {metrics['data']} ({metrics['split']}, {metrics['images']} images): "
+        f"{metrics['model']} on {metrics['data']}"
+        + (" (the run's data)" if metrics["data_from"] == "run.json" else "")
+        + f" ({metrics['split']}, {metrics['images']} images): "
         f"top-1 {metrics['top1']:.2f}%  top-5 {metrics['top5']:.2f}%  loss {metrics['loss']:.4f}"
         + ("  (flip TTA)" if metrics["tta"] else "")
         + (f"  ({metrics['skipped']} unreadable images skipped)" if metrics["skipped"] else "")

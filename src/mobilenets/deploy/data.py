@@ -44,8 +44,13 @@ def _find_idx(root: Path, split: str, kind: str) -> Path | None:
     return None
 
 
+def idx_splits(root: Path) -> list[str]:
+    """The IDX splits ("train", "test") whose images file ``root`` holds."""
+    return [split for split in ("train", "test") if _find_idx(root, split, "images") is not None]
+
+
 def is_idx_dir(root: Path) -> bool:
-    return _find_idx(root, "train", "images") is not None or _find_idx(root, "test", "images") is not None
+    return bool(idx_splits(root))
 
 
 def _label_index(class_names: list[str], model_labels: list[str] | None, root: Path) -> list[int]:
@@ -73,10 +78,13 @@ def load_labelled_images(
     """Images from ``data`` prepared with ``preprocessing`` (a mobilenets Preprocessing).
 
     ``data`` is a directory of IDX files (``train-images-idx3-ubyte.gz``...; ``split`` picks
-    train or t10k) or an image-folder tree (``DATA/<class>/<image>``, shuffled with ``seed``;
-    ``split`` is ignored and ``offset`` skips images so calibration and evaluation do not overlap).
+    train or t10k, which must be there) or an image-folder tree (``DATA/<class>/<image>``,
+    shuffled with ``seed``; ``split`` is ignored). ``offset`` skips images, so that slices for
+    calibration and evaluation of one pool do not overlap.
     """
     from PIL import Image
+
+    from ..preprocessing import open_image
 
     root = Path(data)
     if not root.is_dir():
@@ -84,8 +92,11 @@ def load_labelled_images(
                                 "or a directory with MNIST-style IDX files")  # fmt: skip
     transform = preprocessing.transform()
     if is_idx_dir(root):
-        images_path = _find_idx(root, split, "images") or _find_idx(root, "test" if split == "train" else "train",
-                                                                    "images")  # fmt: skip
+        # No fallback to the other split: the caller decides how one pool is sliced (see quantize_model).
+        images_path = _find_idx(root, split, "images")
+        if images_path is None:
+            raise FileNotFoundError(f"--data {root} has no {split} split ({'train' if split == 'train' else 't10k'}"
+                                    "-images-idx3-ubyte[.gz])")  # fmt: skip
         labels_path = images_path.with_name(images_path.name.replace("images-idx3", "labels-idx1"))
         if not labels_path.is_file():
             raise FileNotFoundError(f"{images_path} has no labels file beside it ({labels_path.name})")
@@ -105,10 +116,16 @@ def load_labelled_images(
         order = np.random.default_rng(seed).permutation(len(files))
         stop = len(files) if limit is None else min(len(files), offset + limit)
         chosen = [files[i] for i in order[offset:stop]]
-        pil = [Image.open(f) for f, _ in chosen]
+        try:
+            pil = [open_image(f) for f, _ in chosen]
+        except OSError as err:
+            raise ValueError(f"--data {root}: cannot read an image ({err})") from None
         labels = np.asarray([index[c] for _, c in chosen], dtype=np.int64)
         source = str(root)
     if not pil:
         raise ValueError(f"--data {root}: no images left after skipping {offset}; use fewer calibration images")
-    images = np.stack([transform(img).numpy() for img in pil]).astype(np.float32)
+    try:
+        images = np.stack([transform(img).numpy() for img in pil]).astype(np.float32)
+    except ValueError as err:  # an image mode the preprocessing refuses (e.g. a float image outside [0, 1])
+        raise ValueError(f"--data {root}: {err}") from None
     return LabelledImages(images, labels, source)

@@ -211,16 +211,43 @@ def _latency_ms(runners: dict, x: np.ndarray) -> dict[str, float]:
     return {key: summarize(value)[0] for key, value in times.items()}
 
 
-def _validation_images(data, pre, labels, *, calibration: int, eval_images: int, limit: int):
-    """Held-out images for the accuracy-aware fallback, disjoint from calibration and evaluation; None if none."""
-    from .data import is_idx_dir, load_labelled_images
+def split_images(data, pre, labels, *, calibration: int, eval_images: int, validation: int):
+    """Disjoint (calibration, evaluation, validation) images of ``data``; validation is None when empty or 0.
 
-    offset = calibration if is_idx_dir(Path(data)) else calibration + eval_images
-    try:
-        return load_labelled_images(data, pre, split="train", limit=limit, offset=offset, model_labels=labels)
-    except ValueError:
-        log.warning("no images left for the accuracy-aware fallback's validation split; it is skipped")
-        return None
+    IDX data with both splits: calibration and validation from train (validation after the
+    calibration images), evaluation from t10k. One pool (an image folder, or IDX data with only
+    one split): consecutive slices, calibration, then evaluation, then validation. No image is
+    in two of them: the evaluation never sees the images that set the scales or chose fallbacks.
+    """
+    from .data import idx_splits, load_labelled_images
+
+    root = Path(data)
+    splits = idx_splits(root) if root.is_dir() else []
+    if splits == ["train", "test"]:
+        calib_split, eval_split, eval_offset = "train", "test", 0
+    else:
+        calib_split = eval_split = splits[0] if splits else "train"  # ignored for folders
+        eval_offset = calibration
+        if splits:
+            log.warning("--data %s has no %s split: evaluating on %s images after the %d calibration ones",
+                        root, "t10k" if splits == ["train"] else "train", calib_split, calibration)  # fmt: skip
+    calib = load_labelled_images(data, pre, split=calib_split, limit=calibration, model_labels=labels)
+    # Offsets count the images actually taken, in case the pool held fewer than asked.
+    eval_offset = min(eval_offset, len(calib))
+    if eval_split == calib_split and len(calib) < calibration:
+        raise ValueError(f"--data {root} has only {len(calib)} images, all needed for --calibration {calibration}; "
+                         "use fewer calibration images or give data with a test split")  # fmt: skip
+    evaluation = load_labelled_images(data, pre, split=eval_split, limit=eval_images, offset=eval_offset,
+                                      model_labels=labels)  # fmt: skip
+    held_out = None
+    if validation > 0:
+        offset = len(calib) + (len(evaluation) if eval_split == calib_split else 0)
+        try:
+            held_out = load_labelled_images(data, pre, split=calib_split, limit=validation, offset=offset,
+                                            model_labels=labels)  # fmt: skip
+        except ValueError:
+            log.warning("no images left for the accuracy-aware fallback's validation split; it is skipped")
+    return calib, evaluation, held_out
 
 
 def quantize_model(
@@ -240,16 +267,16 @@ def quantize_model(
 ) -> QuantizeReport:
     """Export ``model``, quantize it to INT8 calibrated on ``calibration`` images of ``data``, then evaluate.
 
-    Calibration images come from the train split (IDX) or the first shuffled images (folders);
-    evaluation uses ``eval_images`` others. Top-1 and latency are measured in ``runtime``.
+    Calibration images come from the train split (IDX) or the first shuffled images (folders, or
+    IDX data with one split); evaluation uses ``eval_images`` others (``split_images``). Top-1
+    and latency are measured in ``runtime``.
 
     Accuracy-aware fallback: when INT8 loses more than ``max_drop`` top-1 points on
-    ``validation`` held-out images (train split after the calibration images; for folders the
+    ``validation`` held-out images (train split after the calibration images; for one pool the
     images after the evaluation ones), the earliest convs are kept in float (1, 2, 4, 8...), until
     the validation drop fits or half the convs are float. The test images never steer it.
     ``max_drop=None`` turns it off. An existing file at ``out_path`` is replaced only with ``overwrite``.
     """
-    from .data import load_labelled_images
     from .export import export_onnx
 
     if runtime not in EVAL_RUNTIMES:
@@ -269,12 +296,8 @@ def quantize_model(
         pre = default_preprocessing(getattr(model, "in_chans", 3))
         log.warning("the model carries no preprocessing (load it with load_model); assuming %s", pre)
     labels = getattr(model, "labels", None)
-    calib = load_labelled_images(data, pre, split="train", limit=calibration, model_labels=labels)
-    # Folder data has one pool: evaluate on images after the calibration ones.
-    from .data import is_idx_dir
-
-    offset = 0 if is_idx_dir(Path(data)) else len(calib)
-    evaluation = load_labelled_images(data, pre, split="test", limit=eval_images, offset=offset, model_labels=labels)
+    calib, evaluation, held_out = split_images(data, pre, labels, calibration=calibration, eval_images=eval_images,
+                                               validation=validation if max_drop is not None else 0)  # fmt: skip
     num_classes = getattr(model, "num_classes", None)
     if num_classes and int(evaluation.labels.max()) >= num_classes:
         raise ValueError(f"--data has label {int(evaluation.labels.max())} but the model has {num_classes} classes")
@@ -289,19 +312,16 @@ def quantize_model(
         make = ort_runner if runtime == "onnxruntime" else ov_runner
         run_fp32 = make(fp32_path, threads)
         fallback = 0
-        if max_drop is not None and validation > 0:
-            held_out = _validation_images(data, pre, labels, calibration=len(calib), eval_images=len(evaluation),
-                                          limit=validation)  # fmt: skip
-            if held_out is not None:
-                val_fp32 = _top1(run_fp32, held_out.images, held_out.labels)
-                n_convs = len(early_convs(fp32_path, 10**6))
+        if max_drop is not None and held_out is not None:
+            val_fp32 = _top1(run_fp32, held_out.images, held_out.labels)
+            n_convs = len(early_convs(fp32_path, 10**6))
+            val_drop = val_fp32 - _top1(make(int8_tmp, threads), held_out.images, held_out.labels)
+            while val_drop > max_drop and max(1, 2 * fallback) <= n_convs // 2:
+                fallback = max(1, 2 * fallback)
+                excluded = quantize_onnx(fp32_path, int8_tmp, batches, keep_float=keep_float, method=method,
+                                         extra_float=early_convs(fp32_path, fallback))  # fmt: skip
                 val_drop = val_fp32 - _top1(make(int8_tmp, threads), held_out.images, held_out.labels)
-                while val_drop > max_drop and max(1, 2 * fallback) <= n_convs // 2:
-                    fallback = max(1, 2 * fallback)
-                    excluded = quantize_onnx(fp32_path, int8_tmp, batches, keep_float=keep_float, method=method,
-                                             extra_float=early_convs(fp32_path, fallback))  # fmt: skip
-                    val_drop = val_fp32 - _top1(make(int8_tmp, threads), held_out.images, held_out.labels)
-                    log.info("validation drop %.2f with the first %d convs in float", val_drop, fallback)
+                log.info("validation drop %.2f with the first %d convs in float", val_drop, fallback)
         run_int8 = make(int8_tmp, threads)
         top1_fp32 = _top1(run_fp32, evaluation.images, evaluation.labels)
         top1_int8 = _top1(run_int8, evaluation.images, evaluation.labels)

@@ -14,7 +14,7 @@ from torch import nn
 
 from ..layers import ConvNormAct, DepthwiseSeparable, NormConfig
 from ..registry import Published, register
-from .net import MobileNet, _check_stem_stride
+from .net import MobileNet, _check_stem_stride, check_common, check_width
 
 
 @dataclass(frozen=True)
@@ -85,8 +85,8 @@ def mobilenet_v1(
     ``head_chs`` > 0 adds a 1x1 conv + BN + ReLU6 of that width before pooling (timm's
     ``mobilenetv1_100h``); the paper has none.
     """
-    if width_mult <= 0:
-        raise ValueError(f"width_mult (alpha) must be > 0, got {width_mult}; the paper uses 0.25 to 1.0")
+    check_width(width_mult, paper="0.25 to 1.0")
+    check_common(num_classes, in_chans, drop_rate)
     _check_stem_stride(stem_stride)
     norm = NormConfig(bn_eps, bn_momentum)
     act = "relu6"

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from ..layers import ConvNormAct, InvertedResidual, NormConfig, make_divisible
 from ..registry import Published, register
-from .net import MobileNet, _check_stem_stride
+from .net import MobileNet, _check_stem_stride, check_common, check_width
 
 
 @dataclass(frozen=True)
@@ -52,8 +52,8 @@ def mobilenet_v2(
     stem_stride: int = 2,
 ) -> MobileNet:
     """MobileNetV2 with width multiplier alpha (channels rounded to multiples of 8)."""
-    if width_mult <= 0:
-        raise ValueError(f"width_mult (alpha) must be > 0, got {width_mult}; the paper uses 0.35 to 1.4")
+    check_width(width_mult, paper="0.35 to 1.4")
+    check_common(num_classes, in_chans, drop_rate)
     _check_stem_stride(stem_stride)
     norm = NormConfig(bn_eps, bn_momentum)
     act = "relu6"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from ..layers import ACTIVATIONS, ConvNormAct, InvertedResidual, NormConfig, make_divisible
 from ..registry import Published, register
-from .net import MobileNet, _check_stem_stride
+from .net import MobileNet, _check_stem_stride, check_common, check_width
 
 
 @dataclass(frozen=True)
@@ -104,8 +104,8 @@ def mobilenet_v3(
     """
     if size not in TABLES:
         raise ValueError(f"size must be one of {sorted(TABLES)}, got {size!r}")
-    if width_mult <= 0:
-        raise ValueError(f"width_mult (alpha) must be > 0, got {width_mult}; the paper uses 0.35 to 1.25")
+    check_width(width_mult, paper="0.35 to 1.25")
+    check_common(num_classes, in_chans, drop_rate)
     table, head_width, features = TABLES[size]
     if minimal:
         table = [_minimal(row) for row in table]

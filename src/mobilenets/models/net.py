@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -10,6 +12,26 @@ from torch import nn
 from ..layers import InvertedResidual, make_activation
 
 MIN_INPUT_SIZE = 32  # with the paper's stride-2 stem; a stride-1 stem halves it
+MAX_WIDTH_MULT = 10.0  # 10x the paper's widths is ~100x its weights; beyond that it is a typo, not a model
+
+
+def check_width(width_mult: float, name: str = "width_mult (alpha)", paper: str = "") -> None:
+    """A finite width multiplier in (0, MAX_WIDTH_MULT]: checked before any layer is allocated."""
+    if isinstance(width_mult, bool) or not isinstance(width_mult, numbers.Real):
+        raise ValueError(f"{name} must be a number, got {width_mult!r}")
+    if not math.isfinite(width_mult) or not 0 < width_mult <= MAX_WIDTH_MULT:
+        hint = f"; the paper uses {paper}" if paper else ""
+        raise ValueError(f"{name} must be in (0, {MAX_WIDTH_MULT:g}], got {width_mult}{hint}")
+
+
+def check_common(num_classes: int, in_chans: int, drop_rate: float) -> None:
+    """The options every builder takes, with the valid range in the message."""
+    for key, value, low in (("num_classes", num_classes, 0), ("in_chans", in_chans, 1)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+            what = ">= 0 (0 removes the classifier)" if low == 0 else ">= 1 (1: grayscale, 3: RGB)"
+            raise ValueError(f"{key} must be an integer {what}, got {value!r}")
+    if isinstance(drop_rate, bool) or not isinstance(drop_rate, numbers.Real) or not 0 <= drop_rate < 1:
+        raise ValueError(f"drop_rate must be a number in [0, 1), got {drop_rate!r}")
 
 
 def _check_stem_stride(stem_stride: int) -> None:
@@ -60,10 +82,7 @@ class MobileNet(nn.Module):
         options: dict | None = None,
     ):
         super().__init__()
-        if num_classes < 0:
-            raise ValueError(f"num_classes must be >= 0 (0 removes the classifier), got {num_classes}")
-        if not 0 <= drop_rate < 1:
-            raise ValueError(f"drop_rate must be in [0, 1), got {drop_rate}")
+        check_common(num_classes, in_chans, drop_rate)
         self.in_chans = in_chans
         self.num_classes = num_classes
         self.family = family
@@ -185,6 +204,7 @@ class MobileNet(nn.Module):
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the classifier (fine-tuning on a new label set)."""
+        check_common(num_classes, self.in_chans, 0.0)
         self.num_classes = num_classes
         self.classifier = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
         if num_classes:

@@ -17,7 +17,7 @@ from torch import nn
 
 from ..layers import ConvNormAct, NormConfig, ShuffleUnit
 from ..registry import Published, register
-from .net import MobileNet
+from .net import MobileNet, check_common, check_width
 
 GROUPS = (1, 2, 3, 4, 8)
 SCALES = (0.25, 0.5, 1.0, 1.5, 2.0)
@@ -68,8 +68,8 @@ def shufflenet_v1(
     """
     if groups not in GROUPS:
         raise ValueError(f"groups must be one of {GROUPS}, got {groups}")
-    if scale <= 0:
-        raise ValueError(f"scale must be > 0, got {scale}; the paper uses {', '.join(map(str, SCALES))}")
+    check_width(scale, "scale", paper=", ".join(map(str, SCALES)))
+    check_common(num_classes, in_chans, drop_rate)
     norm = NormConfig(bn_eps, bn_momentum)
     stem_chs = STEM_BY_GROUPS.get((groups, scale)) or _round_to(STEM_WIDTHS.get(scale, STEM * scale), groups)
     stem = nn.Sequential(

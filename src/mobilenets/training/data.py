@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..preprocessing import Preprocessing
+from ..preprocessing import Preprocessing, ToMode, open_image
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +235,8 @@ class SafeImageFolder:
         from torchvision.datasets import ImageFolder
 
         try:
-            self.folder = ImageFolder(str(root), transform=transform, allow_empty=False)
+            # open_image keeps the file's mode: the transform's ToMode converts 16-bit, palette, alpha... correctly.
+            self.folder = ImageFolder(str(root), transform=transform, loader=open_image, allow_empty=False)
         except FileNotFoundError as err:
             raise ValueError(f"{root}: {err}; every class folder needs at least one image") from None
         self.classes = self.folder.classes
@@ -250,7 +251,7 @@ class SafeImageFolder:
             image = self.folder.loader(path)
             return self.folder.transform(image), target
         except Exception as err:  # noqa: BLE001 - any decoding failure of one image must not kill a run
-            log.warning("skipping unreadable image %s (%s)", path, err.__class__.__name__)
+            log.warning("skipping unreadable image %s (%s: %s)", path, err.__class__.__name__, err)
             return None
 
 
@@ -285,7 +286,7 @@ def _folder_spec(
         std=(0.5,) * in_chans if in_chans == 1 else (0.229, 0.224, 0.225),
     )
     pre = preprocessing or pre
-    colour = T.Grayscale(1) if in_chans == 1 else T.RGB()
+    colour = ToMode("L" if in_chans == 1 else "RGB")
     train_tf = T.Compose(
         [
             colour,
@@ -323,6 +324,10 @@ def load_data(
     """
     if preprocessing is not None:
         resolution, in_chans = preprocessing.input_size[0], preprocessing.in_chans
+    elif resolution is not None and resolution < min_size:
+        # Checked before any data is read: the model could not take the images (or a negative size would crash).
+        raise ValueError(f"--resolution {resolution} is too small: the model needs >= {min_size} "
+                         "(MobileNets built with --stem-stride 1 take half that)")  # fmt: skip
     if str(data).lower() in BUILTIN:
         if not FASHION_MNIST_DIR.is_dir():
             raise FileNotFoundError(

@@ -401,8 +401,12 @@ def read_run_config(run_dir: str | Path) -> TrainConfig:
         raise FileNotFoundError(
             f"{run_dir} is not a run directory (no {RUN_CONFIG}); start one with `mobilenets train`"
         )
-    data = json.loads(path.read_text())
-    return TrainConfig(**data["config"])
+    try:
+        return TrainConfig(**json.loads(path.read_text())["config"])
+    except (KeyError, TypeError, ValueError) as err:  # a hand-edited or foreign run.json is bad input, not our bug
+        raise ValueError(
+            f"{path} is not a run config written by mobilenets ({err.__class__.__name__}: {err})"
+        ) from None
 
 
 def _init_architecture(config: TrainConfig, out: Path, resume: bool) -> dict:
