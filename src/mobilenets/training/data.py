@@ -121,9 +121,15 @@ def _parse_idx(raw: bytes, path: Path) -> torch.Tensor:
     return torch.frombuffer(bytearray(raw[4 + 4 * ndim :]), dtype=torch.uint8).reshape(dims)
 
 
+def _is_builtin(directory: Path) -> bool:
+    """Whether ``directory`` is the Fashion-MNIST package's, however it is spelled (relative, via a link)."""
+    return directory.resolve() == FASHION_MNIST_DIR.resolve()
+
+
 def load_idx_dir(directory: str | Path, *, verify: bool = True) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """The four standard IDX files of a directory: {"train": (images, labels), "test": (...)}."""
     directory = Path(directory)
+    check_md5 = verify and _is_builtin(directory)
     splits = {}
     for split, stems in IDX_FILES.items():
         tensors = []
@@ -135,7 +141,7 @@ def load_idx_dir(directory: str | Path, *, verify: bool = True) -> dict[str, tup
                     f"{', '.join(s for pair in IDX_FILES.values() for s in pair)}"
                 )
             raw, file_md5 = _read_bytes(path)
-            if verify and stem in FASHION_MNIST_MD5 and directory == FASHION_MNIST_DIR:
+            if check_md5 and stem in FASHION_MNIST_MD5:
                 content_md5 = hashlib.md5(raw).hexdigest()
                 if file_md5 not in FASHION_MNIST_MD5[stem] and content_md5 not in FASHION_MNIST_MD5[stem]:
                     raise ValueError(
@@ -154,7 +160,7 @@ def load_idx_dir(directory: str | Path, *, verify: bool = True) -> dict[str, tup
 
 def _idx_spec(directory: Path, resolution: int, in_chans: int, train_limit: int, val_limit: int) -> DataSpec:
     splits = load_idx_dir(directory)
-    builtin = directory == FASHION_MNIST_DIR
+    builtin = _is_builtin(directory)
     num_classes = int(splits["train"][1].max()) + 1
     labels = FASHION_MNIST_LABELS if builtin else [str(i) for i in range(num_classes)]
     if builtin:
