@@ -311,6 +311,16 @@ def test_model_options_are_checked_where_they_enter(call, message):
         call()
 
 
+@pytest.mark.parametrize(
+    "fields, message",
+    [({"mean": 5}, "invalid preprocessing"), ([224], "mapping"), ({"input_size": [0, 0]}, "input_size"),
+     ({"std": [0.0, 1.0, 1.0]}, "std must not be 0")],
+)  # fmt: skip
+def test_preprocessing_of_a_config_is_checked(fields, message):
+    with pytest.raises(ValueError, match=message):
+        Preprocessing.from_dict(fields)
+
+
 def test_options_reach_the_cli_as_one_line(tmp_path, capsys):
     data = make_idx(tmp_path / "idx", {"train": 40, "test": 10})
     argv = ["train", "-m", TINY, "-d", str(data), "-o", str(tmp_path / "run"), "--resolution", "8"]

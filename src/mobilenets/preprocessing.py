@@ -38,6 +38,11 @@ class Preprocessing:
         if len(self.mean) != len(self.std):
             raise ValueError(f"mean and std need the same length, got {self.mean} and {self.std}")
         object.__setattr__(self, "input_size", tuple(int(v) for v in self.input_size))
+        if len(self.input_size) != 2 or min(self.input_size) < 1 or self.resize < 0:
+            raise ValueError(f"input_size must be two sizes >= 1 (H, W) and resize >= 0, got {self.input_size} "
+                             f"and {self.resize}")  # fmt: skip
+        if any(float(v) == 0 for v in self.std):
+            raise ValueError(f"std must not be 0, got {self.std}")
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
         object.__setattr__(self, "std", tuple(float(v) for v in self.std))
 
@@ -53,11 +58,16 @@ class Preprocessing:
 
     @classmethod
     def from_dict(cls, data: dict) -> Preprocessing:
+        if not isinstance(data, dict):
+            raise ValueError(f"preprocessing must be a mapping of its fields, got {data!r}")
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown preprocessing fields {unknown}; known: {sorted(known)}")
-        return cls(**data)
+        try:
+            return cls(**data)
+        except TypeError as err:  # a field of the wrong type in a config file: bad input, not our bug
+            raise ValueError(f"invalid preprocessing {data}: {err}") from None
 
     def transform(self):
         """A torchvision transform from a PIL image (any mode, see ``to_model_mode``) to the model's input tensor."""
