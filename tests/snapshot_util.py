@@ -13,13 +13,18 @@ import torch
 import mobilenets
 
 
+def snapshot_key(key: str) -> str:
+    """The key as the snapshot was taken: the last 1x1 conv was ``head`` then (now ``final_conv``)."""
+    return "head." + key[len("final_conv.") :] if key.startswith("final_conv.") else key
+
+
 def seeded_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     state = {}
     for key, value in model.state_dict().items():
         if not value.is_floating_point():
             state[key] = value
             continue
-        seed = int(hashlib.sha256(key.encode()).hexdigest()[:8], 16)
+        seed = int(hashlib.sha256(snapshot_key(key).encode()).hexdigest()[:8], 16)
         g = torch.Generator().manual_seed(seed)
         if key.endswith("running_var"):
             state[key] = torch.rand(value.shape, generator=g) + 0.5
@@ -39,7 +44,7 @@ def snapshot(name: str, resolution: int = 224) -> dict:
     x = torch.randn(1, 3, resolution, resolution, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         out = model(x)[0]
-    keys = [f"{k}:{tuple(v.shape)}" for k, v in model.state_dict().items()]
+    keys = [f"{snapshot_key(k)}:{tuple(v.shape)}" for k, v in model.state_dict().items()]
     return {
         "keys": hashlib.sha256("\n".join(keys).encode()).hexdigest(),
         "num_keys": len(keys),

@@ -21,7 +21,7 @@ import numpy as np
 from torch import nn
 
 from ..io import atomic_write
-from .export import readable
+from .exporter import readable
 from .runtimes import ort_runner, ov_runner, require
 
 log = logging.getLogger(__name__)
@@ -249,7 +249,7 @@ def quantize_model(
     ``max_drop=None`` turns it off.
     """
     from .data import load_labelled_images
-    from .export import export_onnx
+    from .exporter import export_onnx
 
     if runtime not in EVAL_RUNTIMES:
         raise ValueError(f"unknown evaluation runtime {runtime!r}; valid: {', '.join(EVAL_RUNTIMES)}")
