@@ -28,7 +28,7 @@ import torchvision
 
 from mobilenets import create_model, optimize
 from mobilenets.deploy.bench import summarize, time_interleaved
-from mobilenets.deploy.export import export_onnx
+from mobilenets.deploy.exporter import export_onnx
 from mobilenets.deploy.peak import core_peak_gflops, cpu_features
 from mobilenets.deploy.quantize import quantize_onnx
 from mobilenets.deploy.runtimes import ort_runner, ov_runner

@@ -70,7 +70,7 @@ def test_optimize_rejects_bad_input():
 def test_export_onnx_round_trip(tmp_path):
     import onnxruntime as ort
 
-    from mobilenets.deploy.export import export
+    from mobilenets.deploy.exporter import export
 
     model = _randomize_bn(create_model("mobilenet_v3_small_075", num_classes=10))
     report = export(model, tmp_path / "m.onnx", "onnx", resolution=64)
@@ -97,7 +97,7 @@ def test_export_openvino_and_cli(tmp_path):
 
 
 def test_export_errors_write_nothing(tmp_path, capsys):
-    from mobilenets.deploy.export import export
+    from mobilenets.deploy.exporter import export
 
     model_dir = _small_model_dir(tmp_path)
     before = sorted(p.name for p in model_dir.iterdir())
@@ -213,7 +213,7 @@ def test_quantize_errors(tmp_path, capsys):
 
 
 def test_se_detection_matches_the_architecture(tmp_path):
-    from mobilenets.deploy.export import export_onnx
+    from mobilenets.deploy.exporter import export_onnx
     from mobilenets.deploy.quantize import find_end_nodes, find_se_nodes
 
     for name, n_se in [("mobilenet_v3_large_075", 8), ("mobilenet_v2_035", 0)]:

@@ -115,8 +115,8 @@ def test_v1_layer_type_breakdown_matches_table_2():
 
 def test_width_rules():
     # V2: the 1280 conv is not scaled below alpha 1, scaled above.
-    assert create_model("mobilenet_v2_035").head.conv.out_channels == 1280
-    assert create_model("mobilenet_v2_140").head.conv.out_channels == 1792
+    assert create_model("mobilenet_v2_035").final_conv.conv.out_channels == 1280
+    assert create_model("mobilenet_v2_140").final_conv.conv.out_channels == 1792
     # V3 the TF way: expansion ratios applied to the scaled input; 1280 kept.
     large = create_model("mobilenet_v3_large_075")
     assert large.num_features == 1280
@@ -210,11 +210,11 @@ def test_ssdlite_c4_tap_is_the_expansion_of_block_13():
     tap = next(f for f in model.feature_info if f.kind == "expansion" and f.channels == 672 and f.reduction == 16
                and f.module.startswith("stages.5"))  # fmt: skip
     assert tap.module == "stages.5.0.expand"
-    c4, c5 = model.forward_intermediates(torch.randn(1, 3, 320, 320), [tap.module, "head"])
+    c4, c5 = model.forward_intermediates(torch.randn(1, 3, 320, 320), [tap.module, "final_conv"])
     assert c4.shape == (1, 672, 20, 20)
     assert c5.shape == (1, 960, 10, 10)
     with torch.no_grad():
-        assert torch.equal(model.forward_intermediates(torch.ones(1, 3, 64, 64), ["head"])[0],
+        assert torch.equal(model.forward_intermediates(torch.ones(1, 3, 64, 64), ["final_conv"])[0],
                            model.forward_features(torch.ones(1, 3, 64, 64)))  # fmt: skip
 
 

@@ -3,15 +3,28 @@
 from .complexity import Profile, compare_published, profile
 from .deploy import optimize
 from .io import load_model, save_model
-from .models import FeatureInfo, MobileNet, mobilenet_v1, mobilenet_v2, mobilenet_v3, shufflenet_v1
+from .models import (
+    BlockSpec,
+    FeatureInfo,
+    FeatureNetwork,
+    MobileNet,
+    Network,
+    mobilenet_v1,
+    mobilenet_v2,
+    mobilenet_v3,
+    shufflenet_v1,
+)
 from .preprocessing import Preprocessing
 from .registry import create_model, list_models
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BlockSpec",
     "FeatureInfo",
+    "FeatureNetwork",
     "MobileNet",
+    "Network",
     "Preprocessing",
     "Profile",
     "compare_published",

@@ -63,9 +63,9 @@ class PadSame(nn.Module):
     symmetric padding is a plain ``padding=`` argument of the conv.
     """
 
-    def __init__(self, kernel: int, stride: int):
+    def __init__(self, kernel: int, stride: int, dilation: int = 1):
         super().__init__()
-        self.kernel = kernel
+        self.kernel = dilation * (kernel - 1) + 1  # the dilated kernel's extent
         self.stride = stride
 
     def _amount(self, size: int) -> tuple[int, int]:
@@ -91,16 +91,19 @@ class ConvNormAct(nn.Module):
         act: str = "relu",
         norm: NormConfig = NormConfig(),
         padding: str = "symmetric",
+        dilation: int = 1,
     ):
         super().__init__()
         if padding not in PADDINGS:
             raise ValueError(f"unknown padding {padding!r}; valid: {', '.join(PADDINGS)}")
         # TF 'SAME' equals symmetric padding except for strided convs (and even kernels).
         dynamic = padding == "same" and (stride > 1 or kernel % 2 == 0)
-        self.pad = PadSame(kernel, stride) if dynamic else nn.Identity()
+        self.pad = PadSame(kernel, stride, dilation) if dynamic else nn.Identity()
+        symmetric = dilation * (kernel - 1) // 2
         self.conv = nn.Conv2d(
-            in_chs, out_chs, kernel, stride, padding=0 if dynamic else kernel // 2, groups=groups, bias=False
-        )
+            in_chs, out_chs, kernel, stride, padding=0 if dynamic else symmetric, dilation=dilation, groups=groups,
+            bias=False,
+        )  # fmt: skip
         self.bn = nn.BatchNorm2d(out_chs, eps=norm.eps, momentum=norm.momentum)
         self.act = make_activation(act)
 
@@ -126,9 +129,13 @@ class SqueezeExcite(nn.Module):
 class DepthwiseSeparable(nn.Module):
     """MobileNetV1 unit (P-V1 Fig. 3): 3x3 depthwise + BN + act, 1x1 pointwise + BN + act."""
 
-    def __init__(self, in_chs: int, out_chs: int, stride: int, act: str, norm: NormConfig, padding: str):
+    def __init__(
+        self, in_chs: int, out_chs: int, stride: int, act: str, norm: NormConfig, padding: str, dilation: int = 1
+    ):
         super().__init__()
-        self.dw = ConvNormAct(in_chs, in_chs, 3, stride, groups=in_chs, act=act, norm=norm, padding=padding)
+        self.dw = ConvNormAct(
+            in_chs, in_chs, 3, stride, groups=in_chs, act=act, norm=norm, padding=padding, dilation=dilation
+        )
         self.pw = ConvNormAct(in_chs, out_chs, 1, act=act, norm=norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -153,25 +160,35 @@ class InvertedResidual(nn.Module):
         se_chs: int,
         norm: NormConfig,
         padding: str,
+        dilation: int = 1,
     ):
         super().__init__()
         self.has_expand = exp_chs != in_chs
         self.expand = ConvNormAct(in_chs, exp_chs, 1, act=act, norm=norm) if self.has_expand else nn.Identity()
-        self.dw = ConvNormAct(exp_chs, exp_chs, kernel, stride, groups=exp_chs, act=act, norm=norm, padding=padding)
+        self.dw = ConvNormAct(
+            exp_chs, exp_chs, kernel, stride, groups=exp_chs, act=act, norm=norm, padding=padding, dilation=dilation
+        )
         self.se = SqueezeExcite(exp_chs, se_chs) if se_chs else nn.Identity()
         self.project = ConvNormAct(exp_chs, out_chs, 1, act="none", norm=norm)
         self.use_residual = stride == 1 and in_chs == out_chs
 
-    def forward_with_expansion(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Block output and the expansion-layer output (the SSDLite C4 tap, P-V3 Sec 6.3)."""
+    def forward_with_taps(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """Block output, and the expansion and depthwise outputs (the SSDLite C4 tap, P-V3 Sec 6.3;
+        the LR-ASPP skip, Sec 6.4)."""
         expanded = self.expand(x)
-        out = self.project(self.se(self.dw(expanded)))
+        depthwise = self.dw(expanded)
+        out = self.project(self.se(depthwise))
         if self.use_residual:
             out = out + x
+        return out, (expanded, depthwise)
+
+    def forward_with_expansion(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Block output and the expansion-layer output."""
+        out, (expanded, _) = self.forward_with_taps(x)
         return out, expanded
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_with_expansion(x)[0]
+        return self.forward_with_taps(x)[0]
 
 
 SHUFFLE_ORDERS = ("paper", "megvii")
@@ -217,8 +234,11 @@ class ShuffleUnit(nn.Module):
         norm: NormConfig,
         padding: str,
         shuffle_order: str = "paper",
+        dilation: int = 1,
     ):
         super().__init__()
+        if dilation != 1:
+            raise ValueError("ShuffleNet units cannot be dilated (a stride-2 unit concatenates a pooled shortcut)")
         self.concat = stride == 2
         branch_chs = out_chs - in_chs if self.concat else out_chs
         self.gconv1 = ConvNormAct(in_chs, mid_chs, 1, groups=first_groups, act="relu", norm=norm)

@@ -102,13 +102,17 @@ def create_model(
     bn_eps: float | None = None,
     bn_momentum: float | None = None,
     padding: str | None = None,
+    features_only: bool = False,
+    out_indices: tuple[int, ...] | None = None,
     **variant_options,
 ) -> nn.Module:
     """Build a registered model.
 
     ``variant_options`` override the builder arguments that define the variant
-    (``width_mult``, ``groups``, ``shuffle``, ...); an argument the builder does
-    not take is an error that lists the ones it does.
+    (``width_mult``, ``groups``, ``shuffle``, ``output_stride``, ...); an argument the builder
+    does not take is an error that lists the ones it does. ``features_only`` returns the
+    backbone as a ``FeatureNetwork`` whose forward gives the feature maps of ``out_indices``
+    (indices into ``level_features()``: one per reduction, 2 to 32), as timm's does.
     """
     entry = get_entry(name)
     accepted = inspect.signature(entry.builder).parameters
@@ -126,4 +130,8 @@ def create_model(
             options[key] = value
     model = entry.builder(**options)
     model.name = name
+    if features_only:
+        from .models.net import FeatureNetwork
+
+        return FeatureNetwork(model, out_indices)
     return model

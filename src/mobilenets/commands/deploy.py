@@ -59,7 +59,7 @@ def _runtime_error(err: ImportError) -> ValueError:
 
 
 def cmd_export(args) -> int:
-    from ..deploy.export import DEFAULT_OPSET, default_output, export
+    from ..deploy.exporter import DEFAULT_OPSET, default_output, export
     from ..io import load_model
 
     model = load_model(args.model_dir)

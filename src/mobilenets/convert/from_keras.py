@@ -198,7 +198,7 @@ def _build(model: nn.Module, target: Target, drop_background: bool) -> _Plan:
                 p.cna(f"{ours}.expand", f"{prefix}expand", f"{prefix}expand_BN")
             p.cna(f"{ours}.dw", f"{prefix}depthwise", f"{prefix}depthwise_BN", depthwise=True)
             p.cna(f"{ours}.project", f"{prefix}project", f"{prefix}project_BN")
-        p.cna("head", "Conv_1", "Conv_1_bn")
+        p.cna("final_conv", "Conv_1", "Conv_1_bn")
         if model.num_classes:
             p.classifier("predictions", "dense", drop_background)
     else:
@@ -213,7 +213,7 @@ def _build(model: nn.Module, target: Target, drop_background: bool) -> _Plan:
                     p.layer(f"{prefix}{name}", "conv2d", [(f"{ours}.se.{fc}.weight", "kernel", _conv),
                                                           (f"{ours}.se.{fc}.bias", "bias", None)])  # fmt: skip
             p.cna(f"{ours}.project", f"{prefix}project", f"{prefix}project_bn")
-        p.cna("head", "conv_1", "conv_1_bn")
+        p.cna("final_conv", "conv_1", "conv_1_bn")
         p.dense("pre_logits.0", "conv_2", "conv2d", _linear)
         if model.num_classes:
             p.classifier("logits", "conv2d", drop_background)

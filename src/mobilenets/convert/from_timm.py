@@ -106,15 +106,15 @@ def plan(model: nn.Module, target: Target, keys: set[str]) -> list[Copy]:
     if not isinstance(model.pre_logits, nn.Identity):  # V3: blocks.N.0 conv + BN, then conv_head with bias
         if not head_block:
             raise ValueError(f"the checkpoint has no 960/576 head conv block; it is not a timm {model.name}")
-        steps += [Copy("head.conv.weight", f"{head_block[0]}.conv.weight")] + torch_bn(
-            "head.bn", f"{head_block[0]}.bn1"
+        steps += [Copy("final_conv.conv.weight", f"{head_block[0]}.conv.weight")] + torch_bn(
+            "final_conv.bn", f"{head_block[0]}.bn1"
         )
         steps += [
             Copy("pre_logits.0.weight", "conv_head.weight", _flatten_1x1),
             Copy("pre_logits.0.bias", "conv_head.bias"),
         ]
-    elif not isinstance(model.head, nn.Identity):  # V2: conv_head + bn2
-        steps += [Copy("head.conv.weight", "conv_head.weight")] + torch_bn("head.bn", "bn2")
+    elif not isinstance(model.final_conv, nn.Identity):  # V2: conv_head + bn2
+        steps += [Copy("final_conv.conv.weight", "conv_head.weight")] + torch_bn("final_conv.bn", "bn2")
     if model.num_classes:
         steps += [Copy(f"classifier.{p}", f"classifier.{p}") for p in ("weight", "bias")]
     return steps

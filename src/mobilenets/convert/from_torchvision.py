@@ -58,7 +58,7 @@ def plan(model: nn.Module, target: Target, keys: set[str]) -> list[Copy]:
             index += 1
         steps += torch_cna(f"{ours}.project", f"{theirs}.block.{index}.0", f"{theirs}.block.{index}.1")
     head = f"features.{len(blocks) + 1}"
-    steps += [Copy("head.conv.weight", f"{head}.0.weight")] + torch_bn("head.bn", f"{head}.1")
+    steps += [Copy("final_conv.conv.weight", f"{head}.0.weight")] + torch_bn("final_conv.bn", f"{head}.1")
     if target.family == "mobilenet_v2":
         classifier = "classifier.1"
     else:

@@ -8,18 +8,13 @@ from .optimize import fold_batchnorm, optimize
 __all__ = ["bench_models", "export", "fold_batchnorm", "optimize", "quantize_model"]
 
 
+_LAZY = {"export": ".exporter", "quantize_model": ".quantize", "bench_models": ".bench"}
+
+
 def __getattr__(name: str):
     # Lazy: keep `import mobilenets` free of onnx/openvino imports.
-    if name == "export":
-        from .export import export
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
 
-        return export
-    if name == "quantize_model":
-        from .quantize import quantize_model
-
-        return quantize_model
-    if name == "bench_models":
-        from .bench import bench_models
-
-        return bench_models
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_LAZY[name], __name__), name)

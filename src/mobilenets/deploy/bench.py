@@ -133,7 +133,7 @@ class RunnerFactory:
 
     def _onnx(self) -> Path:
         if "onnx" not in self._cache:
-            from .export import export_onnx
+            from .exporter import export_onnx
 
             path = self.workdir / f"{getattr(self.model, 'name', 'model')}.onnx"
             export_onnx(self.model, path, resolution=self.shape[2:], batch=self.shape[0])

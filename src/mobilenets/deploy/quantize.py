@@ -21,7 +21,7 @@ import numpy as np
 from torch import nn
 
 from ..io import atomic_write, check_output
-from .export import readable
+from .exporter import readable
 from .runtimes import ort_runner, ov_runner, require
 
 log = logging.getLogger(__name__)
@@ -277,7 +277,7 @@ def quantize_model(
     the validation drop fits or half the convs are float. The test images never steer it.
     ``max_drop=None`` turns it off. An existing file at ``out_path`` is replaced only with ``overwrite``.
     """
-    from .export import export_onnx
+    from .exporter import export_onnx
 
     if runtime not in EVAL_RUNTIMES:
         raise ValueError(f"unknown evaluation runtime {runtime!r}; valid: {', '.join(EVAL_RUNTIMES)}")

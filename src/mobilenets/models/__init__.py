@@ -3,7 +3,18 @@
 from .mobilenet_v1 import mobilenet_v1
 from .mobilenet_v2 import mobilenet_v2
 from .mobilenet_v3 import mobilenet_v3
-from .net import FeatureInfo, MobileNet
+from .net import FeatureInfo, FeatureNetwork, MobileNet, Network
 from .shufflenet_v1 import shufflenet_v1
+from .spec import BlockSpec
 
-__all__ = ["FeatureInfo", "MobileNet", "mobilenet_v1", "mobilenet_v2", "mobilenet_v3", "shufflenet_v1"]
+__all__ = [
+    "BlockSpec",
+    "FeatureInfo",
+    "FeatureNetwork",
+    "MobileNet",
+    "Network",
+    "mobilenet_v1",
+    "mobilenet_v2",
+    "mobilenet_v3",
+    "shufflenet_v1",
+]

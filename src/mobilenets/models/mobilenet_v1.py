@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from torch import nn
-
-from ..layers import ConvNormAct, DepthwiseSeparable, NormConfig
+from ..layers import ConvNormAct, NormConfig
 from ..registry import Published, register
-from .net import MobileNet, _check_stem_stride, check_common, check_width
+from .net import Network, _check_stem_stride, check_common, check_width
+from .spec import BlockSpec, group_stages, min_input_size, optional_options
 
 
 @dataclass(frozen=True)
@@ -57,14 +56,15 @@ def scale_v1(channels: int, width_mult: float) -> int:
     return max(int(channels * width_mult), 8)
 
 
-def _stages(table: list[DW]) -> list[list[DW]]:
-    """Group rows into stages: a new stage starts at every strided row."""
-    stages: list[list[DW]] = []
-    for row in table:
-        if row.stride == 2 or not stages:
-            stages.append([])
-        stages[-1].append(row)
-    return stages
+def resolve_v1(width_mult: float, full_conv: bool, stem_chs: int) -> list[BlockSpec]:
+    """P-V1 Table 1 at width ``width_mult`` as block specs (``full_conv``: P-V1 Table 4's 3x3 convs)."""
+    outs = [scale_v1(row.out, width_mult) for row in MOBILENET_V1]
+    specs, in_chs = [], stem_chs
+    for row, out, stage in zip(MOBILENET_V1, outs, group_stages(outs), strict=True):
+        kind = "conv" if full_conv else "ds"
+        specs.append(BlockSpec(kind=kind, in_chs=in_chs, out_chs=out, stage=stage, stride=row.stride, act="relu6"))
+        in_chs = out
+    return specs
 
 
 def mobilenet_v1(
@@ -78,55 +78,48 @@ def mobilenet_v1(
     padding: str = "symmetric",
     head_chs: int = 0,
     stem_stride: int = 2,
-) -> MobileNet:
+    output_stride: int = 32,
+    stem_chs: int | None = None,
+    blocks: list[dict] | None = None,
+) -> Network:
     """MobileNetV1 with width multiplier alpha; ``full_conv`` builds P-V1 Table 4's Conv MobileNet.
 
     The resolution multiplier is the input size: the network takes any size >= 32.
     ``head_chs`` > 0 adds a 1x1 conv + BN + ReLU6 of that width before pooling (timm's
-    ``mobilenetv1_100h``); the paper has none.
+    ``mobilenetv1_100h``); the paper has none. ``output_stride`` 16 or 8 dilates the later
+    layers. ``stem_chs`` and ``blocks`` (spec dicts, see ``models/spec.py``) replace the
+    table's widths (NetAdapt writes them).
     """
     check_width(width_mult, paper="0.25 to 1.0")
     check_common(num_classes, in_chans, drop_rate)
     _check_stem_stride(stem_stride)
     norm = NormConfig(bn_eps, bn_momentum)
-    act = "relu6"
-    stem_chs = scale_v1(STEM, width_mult)
-    stem = ConvNormAct(in_chans, stem_chs, 3, stem_stride, act=act, norm=norm, padding=padding)
-    in_chs = stem_chs
-    stages, strides, channels = [], [], []
-    for rows in _stages(MOBILENET_V1):
-        blocks = []
-        for row in rows:
-            out = scale_v1(row.out, width_mult)
-            if full_conv:  # P-V1 Table 4: a full 3x3 conv in place of dw + pw
-                blocks.append(ConvNormAct(in_chs, out, 3, row.stride, act=act, norm=norm, padding=padding))
-            else:
-                blocks.append(DepthwiseSeparable(in_chs, out, row.stride, act, norm, padding))
-            in_chs = out
-        stages.append(blocks)
-        strides.append(rows[0].stride)
-        channels.append(in_chs)
-    head = ConvNormAct(in_chs, head_chs, 1, act=act, norm=norm) if head_chs else nn.Identity()
+    stem_chs = stem_chs or scale_v1(STEM, width_mult)
+    stem = ConvNormAct(in_chans, stem_chs, 3, stem_stride, act="relu6", norm=norm, padding=padding)
+    specs = [BlockSpec.from_dict(b) for b in blocks] if blocks else resolve_v1(width_mult, full_conv, stem_chs)
     options = dict(
         width_mult=width_mult, full_conv=full_conv, num_classes=num_classes, in_chans=in_chans,
         drop_rate=drop_rate, bn_eps=bn_eps, bn_momentum=bn_momentum, padding=padding,
     )  # fmt: skip
-    if head_chs:  # only recorded when used, so configs of the paper's network stay as they were
-        options["head_chs"] = head_chs
-    if stem_stride != 2:  # opt-in small-input adaptation; absent from configs of the paper's network
-        options["stem_stride"] = stem_stride
-    return MobileNet(
+    # Options beyond the paper's network are recorded only when used, so its configs stay as they were.
+    options.update(optional_options(
+        dict(head_chs=head_chs, stem_stride=stem_stride, output_stride=output_stride, stem_chs=stem_chs, blocks=blocks),
+        dict(head_chs=0, stem_stride=2, output_stride=32, stem_chs=scale_v1(STEM, width_mult), blocks=None),
+    ))  # fmt: skip
+    return Network(
+        family="mobilenet_v1",
         stem=stem,
-        stages=stages,
-        stage_strides=strides,
-        stem_stride=stem_stride,
-        stage_channels=channels,
-        head=head,
-        head_channels=head_chs or in_chs,
+        stem_reduction=stem_stride,
+        blocks=specs,
+        output_stride=output_stride,
+        norm=norm,
+        padding=padding,
         num_classes=num_classes,
         in_chans=in_chans,
         drop_rate=drop_rate,
-        family="mobilenet_v1",
+        final_conv_chs=head_chs,
+        final_conv_act="relu6",
+        min_input_size=min_input_size(stem_stride),
         options=options,
     )
 

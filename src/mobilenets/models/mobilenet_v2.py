@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..layers import ConvNormAct, InvertedResidual, NormConfig, make_divisible
+from ..layers import ConvNormAct, NormConfig, make_divisible
 from ..registry import Published, register
-from .net import MobileNet, _check_stem_stride, check_common, check_width
+from .net import Network, _check_stem_stride, check_common, check_width
+from .spec import BlockSpec, min_input_size, optional_options
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,19 @@ MOBILENET_V2 = [
 HEAD = 1280  # conv2d 1x1, then avgpool and the classifier
 
 
+def resolve_v2(width_mult: float, stem_chs: int) -> list[BlockSpec]:
+    """P-V2 Table 2 at width ``width_mult`` as block specs, one per bottleneck (a stage per table row)."""
+    specs, in_chs = [], stem_chs
+    for stage, row in enumerate(MOBILENET_V2):
+        out = make_divisible(row.c * width_mult)
+        for i in range(row.n):
+            exp = make_divisible(in_chs * row.t) if row.t > 1 else in_chs
+            specs.append(BlockSpec(kind="ir", in_chs=in_chs, exp_chs=exp, out_chs=out, stage=stage,
+                                   stride=row.s if i == 0 else 1, act="relu6"))  # fmt: skip
+            in_chs = out
+    return specs
+
+
 def mobilenet_v2(
     width_mult: float = 1.0,
     num_classes: int = 1000,
@@ -50,48 +64,46 @@ def mobilenet_v2(
     bn_momentum: float = 0.1,
     padding: str = "symmetric",
     stem_stride: int = 2,
-) -> MobileNet:
-    """MobileNetV2 with width multiplier alpha (channels rounded to multiples of 8)."""
+    output_stride: int = 32,
+    stem_chs: int | None = None,
+    blocks: list[dict] | None = None,
+    head_chs: int | None = None,
+) -> Network:
+    """MobileNetV2 with width multiplier alpha (channels rounded to multiples of 8).
+
+    ``output_stride`` 16 or 8 dilates the later layers (DeepLab); ``stem_chs``, ``blocks`` (spec
+    dicts, see ``models/spec.py``) and ``head_chs`` (the last 1x1 conv) replace the table's widths.
+    """
     check_width(width_mult, paper="0.35 to 1.4")
     check_common(num_classes, in_chans, drop_rate)
     _check_stem_stride(stem_stride)
     norm = NormConfig(bn_eps, bn_momentum)
-    act = "relu6"
-    stem_chs = make_divisible(STEM * width_mult)
-    stem = ConvNormAct(in_chans, stem_chs, 3, stem_stride, act=act, norm=norm, padding=padding)
-    in_chs = stem_chs
-    stages, strides, channels = [], [], []
-    for row in MOBILENET_V2:
-        out = make_divisible(row.c * width_mult)
-        blocks = []
-        for i in range(row.n):
-            stride = row.s if i == 0 else 1
-            exp = make_divisible(in_chs * row.t) if row.t > 1 else in_chs
-            blocks.append(InvertedResidual(in_chs, exp, out, 3, stride, act, 0, norm, padding))
-            in_chs = out
-        stages.append(blocks)
-        strides.append(row.s)
-        channels.append(out)
-    head_chs = make_divisible(HEAD * max(1.0, width_mult))
-    head = ConvNormAct(in_chs, head_chs, 1, act=act, norm=norm)
+    table_stem, table_head = make_divisible(STEM * width_mult), make_divisible(HEAD * max(1.0, width_mult))
+    stem_chs, head_chs = stem_chs or table_stem, head_chs or table_head
+    stem = ConvNormAct(in_chans, stem_chs, 3, stem_stride, act="relu6", norm=norm, padding=padding)
+    specs = [BlockSpec.from_dict(b) for b in blocks] if blocks else resolve_v2(width_mult, stem_chs)
     options = dict(
         width_mult=width_mult, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
         bn_eps=bn_eps, bn_momentum=bn_momentum, padding=padding,
     )  # fmt: skip
-    if stem_stride != 2:  # opt-in small-input adaptation; absent from configs of the paper's network
-        options["stem_stride"] = stem_stride
-    return MobileNet(
+    options.update(optional_options(
+        dict(stem_stride=stem_stride, output_stride=output_stride, stem_chs=stem_chs, blocks=blocks, head_chs=head_chs),
+        dict(stem_stride=2, output_stride=32, stem_chs=table_stem, blocks=None, head_chs=table_head),
+    ))  # fmt: skip
+    return Network(
+        family="mobilenet_v2",
         stem=stem,
-        stages=stages,
-        stage_strides=strides,
-        stem_stride=stem_stride,
-        stage_channels=channels,
-        head=head,
-        head_channels=head_chs,
+        stem_reduction=stem_stride,
+        blocks=specs,
+        output_stride=output_stride,
+        norm=norm,
+        padding=padding,
         num_classes=num_classes,
         in_chans=in_chans,
         drop_rate=drop_rate,
-        family="mobilenet_v2",
+        final_conv_chs=head_chs,
+        final_conv_act="relu6",
+        min_input_size=min_input_size(stem_stride),
         options=options,
     )
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..layers import ACTIVATIONS, ConvNormAct, InvertedResidual, NormConfig, make_divisible
+from ..layers import ACTIVATIONS, ConvNormAct, NormConfig, make_divisible
 from ..registry import Published, register
-from .net import MobileNet, _check_stem_stride, check_common, check_width
+from .net import Network, _check_stem_stride, check_common, check_width
+from .spec import BlockSpec, group_stages, min_input_size, optional_options
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,27 @@ def _minimal(row: IR) -> IR:
     return IR(kernel=3, exp=row.exp, out=row.out, se=False, act="relu", stride=row.stride)
 
 
+def resolve_v3(table: list[IR], width_mult: float, stem_chs: int, reduced_tail: bool = False) -> list[BlockSpec]:
+    """A P-V3 table at width ``width_mult`` as block specs; a stage is a run of rows with one output width.
+
+    ``reduced_tail`` halves the blocks after the C4 tap (the last stride-2 row's expansion stays),
+    P-V3 Sec 6.3 / Table 6's "+" and Table 7's "RF2".
+    """
+    last_stride2 = max(i for i, row in enumerate(table) if row.stride == 2)
+    specs, in_chs, paper_in = [], stem_chs, STEM
+    outs = [make_divisible(row.out * width_mult) for row in table]
+    for i, row in enumerate(table):
+        out = outs[i] // 2 if reduced_tail and i >= last_stride2 else outs[i]
+        # Expansion ratio of the table applied to the scaled input (TF/Keras/timm).
+        exp = in_chs if row.exp == paper_in else make_divisible(in_chs * row.exp / paper_in)
+        se = make_divisible(exp / 4) if row.se else 0
+        specs.append(BlockSpec(kind="ir", in_chs=in_chs, exp_chs=exp, out_chs=out, stage=0, kernel=row.kernel,
+                               stride=row.stride, se_chs=se, act=row.act))  # fmt: skip
+        in_chs, paper_in = out, row.out
+    stages = group_stages([row.out for row in table])
+    return [spec.replace(stage=stage) for spec, stage in zip(specs, stages, strict=True)]
+
+
 def mobilenet_v3(
     size: str = "large",
     width_mult: float = 1.0,
@@ -97,10 +119,20 @@ def mobilenet_v3(
     bn_momentum: float = 0.1,
     padding: str = "symmetric",
     stem_stride: int = 2,
-) -> MobileNet:
+    output_stride: int = 32,
+    reduced_tail: bool = False,
+    dilate_first: bool = False,
+    stem_chs: int | None = None,
+    blocks: list[dict] | None = None,
+    head_chs: int | None = None,
+) -> Network:
     """MobileNetV3-Large or -Small; ``minimal`` builds the minimalistic variant.
 
-    ``num_features`` overrides the pre-logits width (1280 Large, 1024 Small).
+    ``num_features`` overrides the pre-logits width (1280 Large, 1024 Small). ``output_stride``
+    16 or 8 dilates the later layers; ``dilate_first`` dilates the block whose stride is removed
+    too (torchvision's convention; DeepLab's is the default). ``reduced_tail`` halves the channels
+    between C4 and C5 (and the final conv and pre-logits, as torchvision does). ``stem_chs``,
+    ``blocks`` (spec dicts, see ``models/spec.py``) and ``head_chs`` replace the table's widths.
     """
     if size not in TABLES:
         raise ValueError(f"size must be one of {sorted(TABLES)}, got {size!r}")
@@ -112,46 +144,44 @@ def mobilenet_v3(
     _check_stem_stride(stem_stride)
     norm = NormConfig(bn_eps, bn_momentum)
     hswish = "relu" if minimal else "hswish"
-    stem_chs = make_divisible(STEM * width_mult)
+    divider = 2 if reduced_tail else 1
+    table_stem = make_divisible(STEM * width_mult)
+    table_head = make_divisible(head_width * width_mult) // divider
+    stem_chs, head_chs = stem_chs or table_stem, head_chs or table_head
     stem = ConvNormAct(in_chans, stem_chs, 3, stem_stride, act=hswish, norm=norm, padding=padding)
-
-    in_chs, paper_in = stem_chs, STEM
-    stages, strides = [], []
-    for row in table:
-        out = make_divisible(row.out * width_mult)
-        # Expansion ratio of the table applied to the scaled input (TF/Keras/timm).
-        exp = in_chs if row.exp == paper_in else make_divisible(in_chs * row.exp / paper_in)
-        se = make_divisible(exp / 4) if row.se else 0
-        if not stages or row.out != paper_in:  # a stage is a run of rows with one output width
-            stages.append([])
-            strides.append(row.stride)
-        stages[-1].append(InvertedResidual(in_chs, exp, out, row.kernel, row.stride, row.act, se, norm, padding))
-        in_chs, paper_in = out, row.out
-    channels = [stage[-1].project.conv.out_channels for stage in stages]
-    head_chs = make_divisible(head_width * width_mult)
-    head = ConvNormAct(in_chs, head_chs, 1, act=hswish, norm=norm)
-    if num_features is None:
-        num_features = make_divisible(features * width_mult) if width_mult > 1.0 else features
+    if blocks:
+        specs = [BlockSpec.from_dict(b) for b in blocks]
+    else:
+        specs = resolve_v3(table, width_mult, stem_chs, reduced_tail)
+    table_features = (make_divisible(features * width_mult) if width_mult > 1.0 else features) // divider
     options = dict(
-        size=size, width_mult=width_mult, minimal=minimal, num_features=num_features, num_classes=num_classes,
-        in_chans=in_chans, drop_rate=drop_rate, bn_eps=bn_eps, bn_momentum=bn_momentum, padding=padding,
+        size=size, width_mult=width_mult, minimal=minimal, num_features=num_features or table_features,
+        num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate, bn_eps=bn_eps, bn_momentum=bn_momentum,
+        padding=padding,
     )  # fmt: skip
-    if stem_stride != 2:  # opt-in small-input adaptation; absent from configs of the paper's network
-        options["stem_stride"] = stem_stride
-    return MobileNet(
+    options.update(optional_options(
+        dict(stem_stride=stem_stride, output_stride=output_stride, reduced_tail=reduced_tail, dilate_first=dilate_first,
+             stem_chs=stem_chs, blocks=blocks, head_chs=head_chs),
+        dict(stem_stride=2, output_stride=32, reduced_tail=False, dilate_first=False, stem_chs=table_stem, blocks=None,
+             head_chs=table_head),
+    ))  # fmt: skip
+    return Network(
+        family="mobilenet_v3",
         stem=stem,
-        stages=stages,
-        stage_strides=strides,
-        stem_stride=stem_stride,
-        stage_channels=channels,
-        head=head,
-        head_channels=head_chs,
+        stem_reduction=stem_stride,
+        blocks=specs,
+        output_stride=output_stride,
+        dilate_first=dilate_first,
+        norm=norm,
+        padding=padding,
         num_classes=num_classes,
         in_chans=in_chans,
         drop_rate=drop_rate,
-        pre_logits_channels=num_features,
+        final_conv_chs=head_chs,
+        final_conv_act=hswish,
+        pre_logits_channels=options["num_features"],
         pre_logits_act=hswish,
-        family="mobilenet_v3",
+        min_input_size=min_input_size(stem_stride),
         options=options,
     )
 

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from ..layers import ConvNormAct, NormConfig, ShuffleUnit
+from ..layers import ConvNormAct, NormConfig
 from ..registry import Published, register
-from .net import MobileNet, check_common, check_width
+from .net import Network, check_common, check_width
+from .spec import BlockSpec
 
 GROUPS = (1, 2, 3, 4, 8)
 SCALES = (0.25, 0.5, 1.0, 1.5, 2.0)
@@ -61,14 +62,14 @@ def shufflenet_v1(
     bn_momentum: float = 0.1,
     padding: str = "symmetric",
     shuffle_order: str = "paper",
-) -> MobileNet:
+) -> Network:
     """ShuffleNet ``scale``x with ``groups`` groups; ``shuffle=False`` is P-SN Table 3's ablation.
 
     ``shuffle_order="megvii"`` uses the inverse permutation of megvii's released weights.
     """
     if groups not in GROUPS:
         raise ValueError(f"groups must be one of {GROUPS}, got {groups}")
-    check_width(scale, "scale", paper=", ".join(map(str, SCALES)))
+    check_width(scale, name="scale", paper=", ".join(map(str, SCALES)))
     check_common(num_classes, in_chans, drop_rate)
     norm = NormConfig(bn_eps, bn_momentum)
     stem_chs = STEM_BY_GROUPS.get((groups, scale)) or _round_to(STEM_WIDTHS.get(scale, STEM * scale), groups)
@@ -76,39 +77,40 @@ def shufflenet_v1(
         ConvNormAct(in_chans, stem_chs, 3, 2, act="relu", norm=norm, padding=padding),
         nn.MaxPool2d(3, 2, 1),
     )
-    in_chs = stem_chs
-    stages, channels = [], []
-    for index, stage in enumerate(SHUFFLENET_V1):
-        out = _round_to(stage.widths[groups] * scale, 4 * groups)
-        blocks = []
-        for i in range(stage.repeat + 1):
-            # Stage 2's first pointwise conv is dense: its input has few channels (P-SN Table 1).
-            first_groups = 1 if index == 0 and i == 0 else groups
-            stride = 2 if i == 0 else 1
-            blocks.append(
-                ShuffleUnit(in_chs, out, out // 4, groups, stride, first_groups, shuffle, norm, padding, shuffle_order)
-            )
-            in_chs = out
-        stages.append(blocks)
-        channels.append(out)
+    specs = resolve_shufflenet(groups, scale, shuffle, shuffle_order, stem_chs)
     options = dict(
         groups=groups, scale=scale, shuffle=shuffle, num_classes=num_classes, in_chans=in_chans,
         drop_rate=drop_rate, bn_eps=bn_eps, bn_momentum=bn_momentum, padding=padding, shuffle_order=shuffle_order,
     )  # fmt: skip
-    return MobileNet(
+    return Network(
+        family="shufflenet_v1",
         stem=stem,
-        stages=stages,
-        stage_strides=[2, 2, 2],
-        stem_stride=4,
-        stage_channels=channels,
-        head=nn.Identity(),
-        head_channels=in_chs,
+        stem_reduction=4,  # conv stride 2, then max-pool stride 2
+        blocks=specs,
+        norm=norm,
+        padding=padding,
         num_classes=num_classes,
         in_chans=in_chans,
         drop_rate=drop_rate,
-        family="shufflenet_v1",
         options=options,
     )
+
+
+def resolve_shufflenet(groups: int, scale: float, shuffle: bool, shuffle_order: str, stem_chs: int) -> list[BlockSpec]:
+    """P-SN Table 1 as block specs: per stage one stride-2 unit, then ``repeat`` stride-1 units."""
+    specs, in_chs = [], stem_chs
+    for index, stage in enumerate(SHUFFLENET_V1):
+        out = _round_to(stage.widths[groups] * scale, 4 * groups)
+        for i in range(stage.repeat + 1):
+            specs.append(BlockSpec(
+                kind="shuffle", in_chs=in_chs, out_chs=out, exp_chs=out // 4, stage=index, stride=2 if i == 0 else 1,
+                groups=groups,
+                # Stage 2's first pointwise conv is dense: its input has few channels (P-SN Table 1).
+                first_groups=1 if index == 0 and i == 0 else groups,
+                shuffle=shuffle, shuffle_order=shuffle_order,
+            ))  # fmt: skip
+            in_chs = out
+    return specs
 
 
 def _name(groups: int, scale: float, shuffle: bool = True) -> str:
