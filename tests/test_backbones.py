@@ -162,3 +162,19 @@ def test_fx_tracing(name):
         assert torch.equal(traced(x), model(x))
         out = extractor(x)
     assert out["c2"].shape[1] == model.stage_features()[1].channels
+
+
+def test_model_directories_from_before_the_rename_load(tmp_path):
+    """Directories written when the last 1x1 conv was ``head`` load into ``final_conv``."""
+    from safetensors.torch import load_file, save_file
+
+    model = create_model("mobilenet_v2_035", num_classes=4).eval()
+    mobilenets.save_model(model, tmp_path / "m")
+    weights = tmp_path / "m" / "model.safetensors"
+    old = {k.replace("final_conv.", "head.", 1): v for k, v in load_file(str(weights)).items()}
+    assert any(k.startswith("head.") for k in old)
+    save_file(old, str(weights))
+    loaded = mobilenets.load_model(tmp_path / "m")
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
