@@ -199,7 +199,6 @@ def test_quantize_refuses_when_calibration_takes_every_image(tmp_path):
 def test_quantize_model_evaluates_on_held_out_images(tmp_path, monkeypatch):
     """quantize_model itself on a train-only IDX dir: the images it scores never calibrated or chose fallbacks."""
     import mobilenets.deploy.exporter as export_mod
-
     import mobilenets.deploy.quantize as q
 
     seen: dict[str, list[set[int]]] = {"calibration": [], "scored": []}

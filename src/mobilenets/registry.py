@@ -53,6 +53,7 @@ class ModelEntry:
     fixed: dict  # builder arguments that define the variant
     published: tuple[Published, ...] = ()
     description: str = ""
+    task: str = "classification"  # what the model predicts: picks the training task, export outputs...
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -64,10 +65,11 @@ def register(
     fixed: dict,
     published: list[Published] | tuple[Published, ...] = (),
     description: str = "",
+    task: str = "classification",
 ) -> None:
     if name in _REGISTRY:
         raise ValueError(f"model {name!r} is registered twice")
-    _REGISTRY[name] = ModelEntry(name, builder, dict(fixed), tuple(published), description)
+    _REGISTRY[name] = ModelEntry(name, builder, dict(fixed), tuple(published), description, task)
 
 
 def _load_families() -> None:
