@@ -11,6 +11,7 @@ log = logging.getLogger(__name__)
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
+    from ..devices import DEVICE_HELP
     from ..training.recipes import RECIPES
 
     p = sub.add_parser(
@@ -71,6 +72,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-steps", type=int, default=0, help="stop (with a checkpoint) after N steps in total")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.add_argument("--no-tensorboard", dest="tensorboard", action="store_false")
+    p.add_argument("--device", help=DEVICE_HELP + " (--resume: the run's, unless given)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="top-1/top-5 and loss of a run directory's best model or a model directory")
@@ -81,6 +83,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--tta", action="store_true",
                    help="flip test-time augmentation: average the logits of each image and its mirror")  # fmt: skip
+    p.add_argument("--device", default="cpu", help=DEVICE_HELP)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_eval)
 
@@ -99,7 +102,8 @@ def cmd_train(args) -> int:
         # A --max-steps of the interrupted invocation does not carry over to the resumed one.
         config = dataclasses.replace(read_run_config(args.resume), output=args.resume, max_steps=0)
         # On resume only explicitly given values that are safe to change override the saved run.
-        for key in ("epochs", "workers", "threads", "checkpoint_every", "max_steps", "progress", "tensorboard"):
+        safe = ("epochs", "workers", "threads", "checkpoint_every", "max_steps", "progress", "tensorboard", "device")
+        for key in safe:
             if given.get(key) not in (None, 0) and given[key] != getattr(config, key):
                 if key == "epochs":
                     log.warning("changing epochs from %s to %s also changes the schedule", config.epochs, given[key])
@@ -109,6 +113,7 @@ def cmd_train(args) -> int:
         if not (args.model or args.init) or not args.output:
             raise ValueError("train needs --model NAME (or --init MODEL_DIR) and --output RUN_DIR, or --resume RUN_DIR")
         fields = {f.name for f in dataclasses.fields(TrainConfig)}
+        given["device"] = args.device or "cpu"
         config = TrainConfig(output=args.output, **{k: v for k, v in given.items() if k in fields})
         summary = train(config)
     if "top1" in summary:
@@ -127,7 +132,7 @@ def cmd_eval(args) -> int:
     from ..training import evaluate
 
     metrics = evaluate(args.path, args.data, batch_size=args.batch_size, limit=args.limit, workers=args.workers,
-                       tta=args.tta)  # fmt: skip
+                       tta=args.tta, device=args.device)  # fmt: skip
     if args.json:
         print(json.dumps({k: v for k, v in metrics.items() if k != "confusion"}))
         return 0

@@ -73,6 +73,7 @@ class TrainConfig:
     max_steps: int = 0
     progress: bool = True
     tensorboard: bool = True
+    device: str = "cpu"  # "cpu", "cuda" or "cuda:N"; never picked silently
 
     def resolved_recipe(self, family: str) -> Recipe:
         recipe = get_recipe(self.recipe, family)
@@ -129,13 +130,15 @@ class Dist:
         return t.item()
 
 
-def setup_distributed() -> Dist:
-    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; gloo on CPU, nccl on GPU."""
+def setup_distributed(device: str = "cpu") -> Dist:
+    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; gloo on CPU, nccl on GPU (``device`` cuda)."""
+    from ..devices import resolve_device
+
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
-        return Dist(device=torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+        return Dist(device=resolve_device(device))
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    if torch.cuda.is_available():
+    if resolve_device(device).type == "cuda":
         torch.cuda.set_device(local)
         device, backend = torch.device("cuda", local), "nccl"
     else:
@@ -236,7 +239,11 @@ def evaluate_split(
     n_cls = len(spec.labels)
     confusion = torch.zeros(n_cls, n_cls, dtype=torch.long)
     loss_sum, top1, top5, seen, skipped = 0.0, 0, 0, 0, 0
-    for x, y, bad in _batches(spec, split, torch.arange(len(split)), batch_size, None, False, workers, None):
+    from ..progress import progress as with_bar  # progress=True: a bar when stderr is a terminal (and not --quiet)
+
+    batches = _batches(spec, split, torch.arange(len(split)), batch_size, None, False, workers, None)
+    for x, y, bad in with_bar(batches, f"eval {split.name}", enabled=None if progress else False,
+                              total=-(-len(split) // batch_size), unit="batch"):  # fmt: skip
         skipped += bad
         if len(y) == 0:
             continue
@@ -388,7 +395,7 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict:
 def _train(config: TrainConfig, resume: bool) -> dict:
     started = time.time()
     out = Path(config.output)
-    dist = setup_distributed()
+    dist = setup_distributed(config.device)
     if config.accum_steps < 1:
         raise ValueError(f"accum_steps must be >= 1, got {config.accum_steps}")
     if (out / CHECKPOINT).exists() and not resume:
@@ -675,7 +682,9 @@ def _fmt(value) -> str:
 
 
 def _progress(enabled: bool, total: int, initial: int, epoch: int, epochs: int):
-    if not enabled:
+    from ..progress import enabled as progress_enabled  # --quiet, and no bar when stderr is not a terminal
+
+    if not progress_enabled(None if enabled else False):
         return None
     try:
         from tqdm import tqdm

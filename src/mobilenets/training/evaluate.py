@@ -15,14 +15,20 @@ def evaluate(
     limit: int = 0,
     workers: int = 2,
     tta: bool = False,
+    device: str = "cpu",
+    progress: bool = True,
 ) -> dict:
     """Top-1/top-5 (percent), loss and confusion matrix of a trained model on ``data``'s val/test split.
 
-    ``tta``: average the logits of each image and its horizontal mirror.
+    ``tta``: average the logits of each image and its horizontal mirror. ``device``: "cpu", "cuda"
+    or "cuda:N". ``progress``: a bar over the batches when stderr is a terminal.
     """
+    from ..devices import resolve_device
     from ..io import CONFIG_FILE, load_model
     from .data import load_data
     from .engine import BEST_DIR, evaluate_split
+
+    target = resolve_device(device)  # before any loading: a wrong --device is the first error
 
     path = Path(path)
     if (path / BEST_DIR / CONFIG_FILE).is_file():
@@ -38,6 +44,7 @@ def evaluate(
     if model.labels and list(model.labels) != list(spec.labels):
         raise ValueError(f"the class names of {data} differ from the model's {model.labels[:5]}...")
     with torch.inference_mode(False):
-        metrics = evaluate_split(model, spec, spec.val, batch_size=batch_size, workers=workers, tta=tta)
+        metrics = evaluate_split(model.to(target), spec, spec.val, batch_size=batch_size,
+                                 workers=workers, tta=tta, progress=progress)  # fmt: skip
     metrics.update(model=str(path), split=spec.val.name, data=str(data), tta=tta)
     return metrics
