@@ -308,3 +308,15 @@ def test_eval_and_bench_show_progress_on_a_terminal(tmp_path, monkeypatch, fake_
     fake_tqdm.clear()
     assert main(["--quiet", "eval", str(model_dir), "-d", str(data), "-b", "4"]) == 0
     assert not fake_tqdm
+
+
+def test_bench_on_cuda_takes_the_pytorch_runtimes_only(monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert main(["bench", "mobilenet_v1_025", "--device", "cuda", "--runtimes", "eager,onnxruntime"]) == 2
+    err = capsys.readouterr().err
+    assert "runtime 'onnxruntime' runs on the CPU only" in err and "--runtimes eager,optimized,compile" in err
+    # A CUDA result has no CPU-peak share.
+    assert _result("eager", 1.0).finish(100.0).peak_share is not None
+    cuda = BenchResult("m", "eager", 1, 1, 224, 1.0, 1.0, 5, 10**8, device="cuda").finish(100.0)
+    assert cuda.peak_share is None and cuda.peak_basis == ""
