@@ -18,6 +18,7 @@ from mobilenets.complexity import Comparison, figure_met, is_exact
 from mobilenets.deploy import bench, peak
 from mobilenets.deploy.bench import BenchResult, format_table
 from mobilenets.layers import ShuffleUnit
+from mobilenets.registry import get_entry
 
 # --- item 11: peak shares --------------------------------------------------------------------------------------
 
@@ -144,12 +145,17 @@ def test_exact_figures_are_compared_exactly():
     assert not figure_met(3_504_873, "3,504,872", tolerance=0.01)
     assert not figure_met(3_503_872, "3,504,872", tolerance=0.01)  # without the classifier bias: 1,000 off
     assert figure_met(3_503_872, "3.5M", tolerance=0.01)  # rounded figures keep their tolerance
-    # The registry's exact figures (torchvision's params, TF-slim's docstring MAdds) are our exact counts.
-    names = ["mobilenet_v1_075", "mobilenet_v1_100", "mobilenet_v2_100", "mobilenet_v3_large_100",
-             "mobilenet_v3_small_100"]  # fmt: skip
-    pairs = [(ours, text) for name in names for c in compare_published(name)
-             for ours, text in ((c.params, c.params_text), (c.madds, c.madds_text))]  # fmt: skip
-    exact = [(ours, text) for ours, text in pairs if text and is_exact(text)]
+    # The registry's exact figures (torchvision's params, TF-slim's docstring MAdds) are our exact counts
+    # under each source's convention (test_models checks them through compare_published and figure_met).
+    exact = []
+    for name in ["mobilenet_v1_075", "mobilenet_v1_100", "mobilenet_v2_100", "mobilenet_v3_large_100",
+                 "mobilenet_v3_small_100"]:  # fmt: skip
+        for pub in get_entry(name).published:
+            texts = (pub.corrected_params, pub.corrected_madds) if pub.erratum else (pub.params, pub.madds)
+            if any(t and is_exact(t) for t in texts):
+                model = create_model(name, num_classes=pub.num_classes, **pub.options)
+                counts = profile(model, pub.resolution).count(pub.count_bn, pub.count_classifier, pub.classifier_bias)
+                exact += [(ours, text) for ours, text in zip(counts, texts, strict=True) if text and is_exact(text)]
     assert len(exact) == 7
     assert all(ours == int(text.replace(",", "")) for ours, text in exact)
 
@@ -161,8 +167,8 @@ def test_bias_free_classifier_count_is_exact():
     bias_free.classifier = torch.nn.Linear(bias_free.classifier.in_features, 1000, bias=False)
     expected = sum(p.numel() for p in bias_free.parameters())
     assert profile(model).count(classifier_bias=False)[0] == expected == profile(model).params - 1000
-    (megvii,) = [c for c in compare_published("shufflenet_v1_g3_100") if c.published.source.startswith("megvii")]
-    assert not megvii.published.classifier_bias and megvii.params == expected
+    (megvii,) = [p for p in get_entry("shufflenet_v1_g3_100").published if p.source.startswith("megvii")]
+    assert not megvii.classifier_bias  # so that zoo compares megvii's figures with the bias-free count
 
 
 # --- shuffle order inside the units ---------------------------------------------------------------------------
