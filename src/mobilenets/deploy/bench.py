@@ -58,7 +58,6 @@ class BenchResult:
     p90_ms: float
     samples: int
     madds: int
-    device: str = "cpu"
     images_per_s: float = 0.0
     gflops: float = 0.0
     # achieved G(FL)OP/s / (threads x measured per-core peak of ``peak_basis``), at most 1; None: no peak
@@ -66,6 +65,7 @@ class BenchResult:
     peak_basis: str = ""  # "fp32" (FMA peak), "int8" (AMX/VNNI peak) or "" (bf16, or no int8 peak)
     top1: float | None = None
     extra: dict = field(default_factory=dict)
+    device: str = "cpu"  # where the model ran: "cpu", or "cuda" for --device cuda (PyTorch runtimes)
 
     def finish(self, peak_per_core: float, int8_peak_per_core: float | None = None) -> BenchResult:
         seconds = self.median_ms / 1e3
@@ -313,7 +313,7 @@ def bench_models(
                     res = inputs[name].shape[-1]
                     top1 = (getattr(models[name], "metadata", None) or {}).get("top1")
                     results.append(BenchResult(name, rt, n_threads, batch, res, median, p90, len(times[rt]),
-                                               madds[name], str(target), top1=top1, extra={"cpu": cpu})
+                                               madds[name], top1=top1, extra={"cpu": cpu}, device=str(target))
                                    .finish(peak, int8_peak))  # fmt: skip
     torch.set_num_threads(max(threads))
     for r in results:
