@@ -17,9 +17,9 @@ from .errors import UsageError
 class Published:
     """A params/MAdds figure as a source printed it, and the counting convention it used.
 
-    Figures are strings as printed ("4.2M", "569M", "3,504,872"): a figure is met by
-    any count that rounds to it (truncates to it, for sources that truncate), or
-    lies within ``tolerance`` of it.
+    Figures are strings as printed ("4.2M", "569M", "3,504,872"): a rounded figure is
+    met by any count that rounds to it (truncates to it, for sources that truncate),
+    or lies within ``tolerance`` of it; an exact one ("3,504,872") only by that count.
 
     ``num_classes``, ``count_bn``, ``count_classifier`` and ``classifier_bias``
     describe how the source counted; ``options`` rebuild the variant the source

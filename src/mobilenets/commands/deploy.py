@@ -50,6 +50,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--round-seconds", type=float, default=0.3, help="seconds per configuration per round")
     p.add_argument("--json", action="store_true", help="print a JSON list")
     p.add_argument("--plot", metavar="FILE.png", help="draw latency vs MAdds (and vs top-1 when known)")
+    p.add_argument("--device", default="cpu",
+                   help="cpu (default) or cuda / cuda:N: times the PyTorch runtimes (default eager,optimized) "
+                        "on the GPU; an error when CUDA is not available")  # fmt: skip
     p.set_defaults(func=cmd_bench)
 
 
@@ -127,8 +130,10 @@ def load_target(target: str):
 
 def cmd_bench(args) -> int:
     from ..deploy.bench import INT8_FILE, bench_models, format_table, parse_runtimes, parse_threads, plot
+    from ..devices import resolve_device
 
-    runtimes = parse_runtimes(args.runtimes)
+    resolve_device(args.device)  # a wrong --device is the first error, before any model is built
+    runtimes = parse_runtimes(args.runtimes) if args.runtimes or args.device == "cpu" else None
     threads = parse_threads(args.threads)
     if args.batch < 1 or args.rounds < 1 or args.round_seconds <= 0:
         raise ValueError("--batch and --rounds must be >= 1 and --round-seconds > 0")
@@ -144,7 +149,7 @@ def cmd_bench(args) -> int:
     try:
         results = bench_models(models, runtimes=runtimes, threads=threads, batch=args.batch,
                                resolution=args.resolution, int8_paths=int8_paths, rounds=args.rounds,
-                               round_seconds=args.round_seconds)  # fmt: skip
+                               round_seconds=args.round_seconds, device=args.device)  # fmt: skip
     except ImportError as err:
         raise _runtime_error(err) from None
     if args.json:

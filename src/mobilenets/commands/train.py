@@ -11,6 +11,7 @@ log = logging.getLogger(__name__)
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
+    from ..devices import DEVICE_HELP
     from ..training.recipes import RECIPES
 
     # No defaults in the namespace: an option is in it only when given, so --resume can tell what the
@@ -76,6 +77,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-steps", type=int, help="stop (with a checkpoint) after N steps in total")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.add_argument("--no-tensorboard", dest="tensorboard", action="store_false")
+    p.add_argument("--device", help=DEVICE_HELP + " (--resume: the run's, unless given)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="top-1/top-5 and loss of a run directory's best model or a model directory")
@@ -88,6 +90,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--tta", action="store_true",
                    help="flip test-time augmentation: average the logits of each image and its mirror")  # fmt: skip
+    p.add_argument("--device", default="cpu", help=DEVICE_HELP)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_eval)
 
@@ -135,7 +138,7 @@ def cmd_eval(args) -> int:
     from ..training import evaluate
 
     metrics = evaluate(args.path, args.data, batch_size=args.batch_size, limit=args.limit, workers=args.workers,
-                       tta=args.tta)  # fmt: skip
+                       tta=args.tta, device=args.device)  # fmt: skip
     if args.json:
         print(json.dumps({k: v for k, v in metrics.items() if k != "confusion"}))
         return 0

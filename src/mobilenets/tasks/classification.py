@@ -14,6 +14,7 @@ from torch import nn
 from ..errors import UsageError
 from ..io import atomic_write, atomic_write_text, build_from_config, load_model, read_config, save_model
 from ..models.spec import min_input_size
+from ..progress import progress as with_bar
 from ..registry import create_model
 from ..training.checkpoint import BEST_DIR, RUN_CONFIG
 from ..training.data import BUILTIN, DataSpec, collate_skip, idx_batch, load_data
@@ -205,7 +206,9 @@ def evaluate_split(
     n_cls = len(spec.labels)
     confusion = torch.zeros(n_cls, n_cls, dtype=torch.long)
     loss_sum, top1, top5, seen, skipped = 0.0, 0, 0, 0, 0
-    for x, y, bad in _batches(spec, split, torch.arange(len(split)), batch_size, None, False, workers, None):
+    batches = _batches(spec, split, torch.arange(len(split)), batch_size, None, False, workers, None)
+    for x, y, bad in with_bar(batches, f"eval {split.name}", enabled=None if progress else False,
+                              total=-(-len(split) // batch_size), unit="batch"):  # fmt: skip
         skipped += bad
         if len(y) == 0:
             continue
@@ -307,15 +310,20 @@ def evaluate(
     limit: int = 0,
     workers: int = 2,
     tta: bool = False,
+    device: str = "cpu",
+    progress: bool = True,
 ) -> dict:
     """Top-1/top-5 (percent), loss and confusion matrix of a trained model on ``data``'s val/test split.
 
+    ``device``: "cpu", "cuda" or "cuda:N"; ``progress``: a bar over the batches when stderr is a terminal.
     ``data`` None: the data of the run (``RUN_DIR/run.json``, also for ``RUN_DIR/best``); a bare
     model directory knows no data, so it needs ``data``. Resolution and channels come from the
     model's preprocessing. ``tta``: average the logits of each image and its horizontal mirror.
     """
+    from ..devices import resolve_device
     from ..io import CONFIG_FILE
 
+    target = resolve_device(device)  # before any loading: a wrong --device is the first error
     path = Path(path)
     if (path / BEST_DIR / CONFIG_FILE).is_file():
         path = path / BEST_DIR
@@ -331,7 +339,8 @@ def evaluate(
     if model.labels and list(model.labels) != list(spec.labels):
         raise ValueError(f"the class names of {data} differ from the model's {model.labels[:5]}...")
     with torch.inference_mode(False):
-        metrics = evaluate_split(model, spec, spec.val, batch_size=batch_size, workers=workers, tta=tta)
+        metrics = evaluate_split(model.to(target), spec, spec.val, batch_size=batch_size, workers=workers, tta=tta,
+                                 progress=progress)  # fmt: skip
     metrics.update(model=str(path), split=spec.val.name, data=str(data), data_from=data_from, tta=tta)
     return metrics
 

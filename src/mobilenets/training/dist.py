@@ -31,16 +31,15 @@ class Dist:
 
 
 def setup_distributed(device: str = "cpu") -> Dist:
-    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; gloo on CPU, nccl on GPU (``device="cuda"``)."""
-    if device not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available here; use --device cpu")
+    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; gloo on CPU, nccl on GPU (``device`` cuda)."""
+    from ..devices import resolve_device
+
+    target = resolve_device(device)  # a wrong --device is an error before anything starts
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
-        return Dist(device=torch.device(device))
+        return Dist(device=target)
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    if device == "cuda":
+    if target.type == "cuda":
         torch.cuda.set_device(local)
         device, backend = torch.device("cuda", local), "nccl"
     else:

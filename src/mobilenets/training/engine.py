@@ -92,7 +92,7 @@ class TrainConfig:
     max_steps: int = 0
     progress: bool = True
     tensorboard: bool = True
-    device: str = "cpu"  # "cuda": the GPU (each torchrun process its own)
+    device: str = "cpu"  # "cpu", "cuda" or "cuda:N"; never picked silently
 
     def resolved_recipe(self, family: str) -> Recipe:
         recipe = get_recipe(self.recipe, family)
@@ -424,7 +424,9 @@ def _fmt(value) -> str:
 
 
 def _progress(enabled: bool, total: int, initial: int, epoch: int, epochs: int):
-    if not enabled:
+    from ..progress import enabled as progress_enabled  # --quiet, and no bar when stderr is not a terminal
+
+    if not progress_enabled(None if enabled else False):
         return None
     try:
         from tqdm import tqdm
