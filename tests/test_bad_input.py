@@ -208,7 +208,7 @@ def test_quantize_model_evaluates_on_held_out_images(tmp_path, monkeypatch):
         Path(out).write_bytes(b"int8")
         return []
 
-    def fake_top1(run, images, labels):
+    def fake_top1(run, images, labels, what=""):
         seen["scored"].append(ids(images))
         return 50.0
 

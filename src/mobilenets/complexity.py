@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from .layers import ConvNormAct, SqueezeExcite
-from .registry import Published, create_model, get_entry
+from .models.factory import create_model
+from .registry import Published, get_entry
 
 
 @dataclass(frozen=True)

@@ -118,7 +118,7 @@ def cmd_quantize(args) -> int:
 def load_target(target: str):
     """A model directory, or a registered name (random weights: latency does not depend on them)."""
     from ..io import load_model
-    from ..registry import create_model
+    from ..models.factory import create_model
 
     path = Path(target)
     if path.is_dir():

@@ -7,7 +7,8 @@ import json
 import sys
 
 from ..complexity import Comparison, compare_published, profile
-from ..registry import create_model, get_entry, list_models
+from ..models.factory import create_model
+from ..registry import get_entry, list_models
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:

@@ -95,7 +95,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_eval)
 
 
-_NOT_RECIPE = {"command", "func", "verbose", "resume", "output", "overwrite"}
+_NOT_RECIPE = {"command", "func", "verbose", "quiet", "resume", "output", "overwrite"}
 
 
 def cmd_train(args) -> int:
