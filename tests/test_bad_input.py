@@ -336,7 +336,7 @@ def test_options_reach_the_cli_as_one_line(tmp_path, capsys):
 
 def test_corrupt_fashion_mnist_file_fails_its_md5(tmp_path, monkeypatch):
     """A fake package directory with known MD5s: one flipped pixel byte (structure intact) is rejected."""
-    from mobilenets.training import data as data_mod
+    from mobilenets.data import classification as data_mod
 
     package = make_idx(tmp_path / "fashion-mnist", {"train": 20, "test": 10})
     md5s = {path.name.removesuffix(".gz"): (hashlib.md5(path.read_bytes()).hexdigest(), "0" * 32)

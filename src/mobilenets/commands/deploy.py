@@ -7,6 +7,8 @@ import json
 import logging
 from pathlib import Path
 
+from . import resolution_arg
+
 log = logging.getLogger(__name__)
 
 
@@ -16,7 +18,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", "-f", default="onnx", help="onnx (default) or openvino")
     p.add_argument("-o", "--output", help="output file (default MODEL_DIR/model.onnx or MODEL_DIR/openvino/model.xml)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
-    p.add_argument("--resolution", "-r", type=int, help="input size (default: the config's preprocessing input size)")
+    p.add_argument("--resolution", "-r", type=resolution_arg,
+                   help="input size, 224 or HxW such as 224x160 (default: the config preprocessing)")  # fmt: skip
     p.add_argument("--batch", type=int, default=1, help="static batch size (default 1)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 20)")
     p.add_argument("--json", action="store_true", help="print the export report as JSON")
@@ -45,7 +48,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runtimes", help="comma list (default eager,optimized,onnxruntime,openvino), 'fp32' or 'all'")
     p.add_argument("--threads", default="1", help="comma list of thread counts (default 1)")
     p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--resolution", "-r", type=int, help="input size (default: the model's preprocessing, else 224)")
+    p.add_argument("--resolution", "-r", type=resolution_arg,
+                   help="input size, 224 or HxW (default: the model's preprocessing, else 224)")  # fmt: skip
     p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (default 5)")
     p.add_argument("--round-seconds", type=float, default=0.3, help="seconds per configuration per round")
     p.add_argument("--json", action="store_true", help="print a JSON list")

@@ -7,6 +7,8 @@ import dataclasses
 import json
 import logging
 
+from . import square_resolution_arg
+
 log = logging.getLogger(__name__)
 
 
@@ -54,7 +56,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--resolution",
         "-r",
-        type=int,
+        type=square_resolution_arg,
         help="input size (default: 28 for IDX data when the model takes it, else 32; 224 for ImageFolder)",
     )
     p.add_argument("--in-chans", type=int, choices=[1, 3], help="1: grayscale, 3: RGB (default: the data's)")

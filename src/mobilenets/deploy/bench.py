@@ -263,7 +263,7 @@ def bench_models(
     runtimes: list[str] | None = None,
     threads: list[int] | None = None,
     batch: int = 1,
-    resolution: int | None = None,
+    resolution: int | tuple[int, int] | None = None,
     int8_paths: dict[str, Path] | None = None,
     rounds: int = 5,
     round_seconds: float = 0.3,
@@ -276,7 +276,7 @@ def bench_models(
     ``device`` "cuda" times the PyTorch runtimes on the GPU (default there: eager, optimized);
     ``progress``: bars over the timing rounds (None: when stderr is a terminal).
     """
-    from ..complexity import profile
+    from ..complexity import parse_resolution, profile
     from ..devices import resolve_device
 
     target = resolve_device(device)
@@ -297,8 +297,8 @@ def bench_models(
         factories, inputs, madds = {}, {}, {}
         for name, model in models.items():
             pre = getattr(model, "preprocessing", None)
-            res = resolution or (pre.input_size[0] if pre is not None else 224)
-            shape = (batch, getattr(model, "in_chans", 3), res, res)
+            res = parse_resolution(resolution or (tuple(pre.input_size) if pre is not None else 224))
+            shape = (batch, getattr(model, "in_chans", 3), *res)
             int8 = (int8_paths or {}).get(name)
             factories[name] = RunnerFactory(model, shape, Path(tmp), int8, target)
             inputs[name] = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)

@@ -222,7 +222,7 @@ def split_images(data, pre, labels, *, calibration: int, eval_images: int, valid
     one split): consecutive slices, calibration, then evaluation, then validation. No image is
     in two of them: the evaluation never sees the images that set the scales or chose fallbacks.
     """
-    from .data import idx_splits, load_labelled_images
+    from ..data.calibration import idx_splits, load_labelled_images
 
     root = Path(data)
     splits = idx_splits(root) if root.is_dir() else []

@@ -46,7 +46,7 @@ def _check_stem_stride(stem_stride: int) -> None:
 
 def _tracing() -> bool:
     """Shape checks are Python control flow on tensor sizes: skip them under fx, export and compile."""
-    return torch.fx._symbolic_trace.is_fx_tracing() or torch.compiler.is_compiling() or torch.jit.is_tracing()
+    return torch.fx._symbolic_trace.is_fx_symbolic_tracing() or torch.compiler.is_compiling() or torch.jit.is_tracing()
 
 
 @dataclass(frozen=True)

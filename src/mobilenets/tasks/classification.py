@@ -11,13 +11,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.classification import BUILTIN, DataSpec, collate_skip, idx_batch, load_data
 from ..errors import UsageError
 from ..io import atomic_write, atomic_write_text, build_from_config, load_model, read_config, save_model
 from ..models.factory import create_model
 from ..models.spec import min_input_size
 from ..progress import progress as with_bar
 from ..training.checkpoint import BEST_DIR, RUN_CONFIG
-from ..training.data import BUILTIN, DataSpec, collate_skip, idx_batch, load_data
 from ..training.engine import read_run_config
 from ..training.report import pyplot, write_curves, write_markdown
 from ..training.task import Task

@@ -1,6 +1,6 @@
 """Training: the loop every task shares (resumable, DDP), recipes, checkpoints, reports; classification data."""
 
-from .data import DataSpec, load_data, load_idx_dir
+from ..data.classification import DataSpec, load_data, load_idx_dir
 from .engine import TrainConfig, TrainingDiverged, fit, read_run_config, resume_config, train
 from .recipes import RECIPES, Recipe, get_recipe
 
