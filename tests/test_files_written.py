@@ -317,3 +317,11 @@ def test_a_crash_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, idx
     monkeypatch.setattr(torch, "save", real)
     assert _load(out / CHECKPOINT)["state"]["step"] == 1
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary left behind
+
+
+def test_bench_plot_never_replaces_an_existing_file_unasked(tmp_path, capsys):
+    picture = tmp_path / "mine.png"
+    picture.write_bytes(b"a picture of mine")
+    assert main(["bench", "mobilenet_v1_025", "--runtimes", "eager", "--plot", str(picture)]) == 2
+    assert picture.read_bytes() == b"a picture of mine"
+    assert "--overwrite" in capsys.readouterr().err

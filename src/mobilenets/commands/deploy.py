@@ -54,6 +54,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--round-seconds", type=float, default=0.3, help="seconds per configuration per round")
     p.add_argument("--json", action="store_true", help="print a JSON list")
     p.add_argument("--plot", metavar="FILE.png", help="draw latency vs MAdds (and vs top-1 when known)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --plot file")
     p.add_argument("--device", default="cpu",
                    help="cpu (default) or cuda / cuda:N: times the PyTorch runtimes (default eager,optimized) "
                         "on the GPU; an error when CUDA is not available")  # fmt: skip
@@ -143,6 +144,10 @@ def cmd_bench(args) -> int:
         raise ValueError("--batch and --rounds must be >= 1 and --round-seconds > 0")
     if args.plot and Path(args.plot).suffix.lower() not in (".png", ".svg", ".pdf"):
         raise ValueError(f"--plot writes .png, .svg or .pdf, got {args.plot}")
+    if args.plot:  # before minutes of timing: an existing picture is replaced only when asked
+        from ..io import check_output
+
+        check_output(args.plot, directory=False, overwrite=args.overwrite)
     models, int8_paths = {}, {}
     for target in args.targets:
         model = load_target(target)
