@@ -249,38 +249,6 @@ def _batches(
     shard: tuple[int, int] | None,
     start: int = 0,
     loader_seed: int = 0,
-):
-    """Yield (x, y, skipped) for consecutive batches of ``order`` from batch ``start``; ``shard`` = (rank, world)."""
-    chunks = [order[i : i + batch_size] for i in range(start * batch_size, len(order), batch_size)]
-    if shard:
-        chunks = [c[shard[0] :: shard[1]] for c in chunks]
-    if spec.kind == "idx":
-        for idx in chunks:
-            x = idx_batch(split.images[idx], spec.preprocessing, spec.augment if augment else None, aug_gen)
-            yield x, split.targets[idx], 0
-        return
-    loader = torch.utils.data.DataLoader(
-        split.dataset,
-        batch_sampler=[c.tolist() for c in chunks],
-        num_workers=workers,
-        collate_fn=collate_skip,
-        generator=torch.Generator().manual_seed(loader_seed),
-        persistent_workers=False,
-    )
-    yield from loader
-
-
-def _batches(
-    spec: DataSpec,
-    split,
-    order: torch.Tensor,
-    batch_size: int,
-    aug_gen,
-    augment: bool,
-    workers: int,
-    shard: tuple[int, int] | None,
-    start: int = 0,
-    loader_seed: int = 0,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
     """Yield (x, y, skipped) for consecutive batches of ``order`` from batch ``start``; ``shard`` = (rank, world)."""
     chunks = [order[i : i + batch_size] for i in range(start * batch_size, len(order), batch_size)]
