@@ -322,6 +322,23 @@ def test_coco_maps_sparse_ids_and_skips_bad_input_with_warnings(tmp_path, caplog
     assert data.val[0][1]["labels"].tolist() == [3]
 
 
+def test_coco_image_truncated_after_its_header_is_dropped_with_a_warning(tmp_path, caplog):
+    root = tmp_path / "coco"
+    png(root / "train" / "a.png")
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (30, 40, 3), dtype=np.uint8)).save(root / "cut.png")
+    (root / "train" / "cut.png").write_bytes((root / "cut.png").read_bytes()[:400])
+    box = {"category_id": 3, "bbox": [1, 1, 5, 5]}
+    write_coco(root, "train", [{"id": 1, "file_name": "a.png"}, {"id": 2, "file_name": "cut.png"}],
+               [{**box, "id": 1, "image_id": 1}, {**box, "id": 2, "image_id": 2}])  # fmt: skip
+    good_val(root)
+    data = load_detection_data(root, resolution=32, augment="none")
+    assert len(data.train) == 2  # the header reads: only decoding finds the damage
+    with caplog.at_level(logging.WARNING, logger="mobilenets.data"):
+        images, targets = collate_detection([data.train[0], data.train[1]])
+    assert images.shape == (1, 3, 32, 32) and len(targets) == 1
+    assert data.train.skipped["unreadable_image"] == 1 and "cut.png" in caplog.text
+
+
 def test_coco_empty_split_is_an_error_naming_it(tmp_path):
     root = tmp_path / "coco"
     png(root / "train" / "a.png")

@@ -230,7 +230,9 @@ class CocoDetection(DetectionDataset):
         try:
             with Image.open(record.path) as image:
                 image = image.convert("L" if self.in_chans == 1 else "RGB")
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError) as err:  # e.g. truncated: the header read at load time was fine
+            # Counted here in this process only (a DataLoader worker's count stays in the worker); always warned.
+            self.skipped["unreadable_image"] += 1
             log.warning("skipping unreadable image %s (%s: %s)", record.path, err.__class__.__name__, err)
             return None
         size = (record.height, record.width)

@@ -93,7 +93,8 @@ def _canvases(task: str, data: str, resolution, train_limit, val_limit, seed, au
         )  # fmt: skip
         for split in ("train", "val")
     }
-    details = {"canvas": spec.to_dict(), **({"ignore_index": 255} if task == "segmentation" else {})}
+    details = {"canvas": spec.to_dict(), "items_from": {"train": "fashion-mnist train", "val": "fashion-mnist t10k"},
+               **({"ignore_index": 255} if task == "segmentation" else {})}  # fmt: skip
     return TaskData(task, spec.name, splits["train"], splits["val"], labels, size, augment, "fashion-mnist canvases",
                     {"train": {}, "val": {}}, details)  # fmt: skip
 
