@@ -430,3 +430,12 @@ def test_train_flip_mirrors_boxes_with_the_image():
             mirrored += 1
         assert torch.equal(t["labels"], u["labels"])
     assert 0 < mirrored < 16
+
+
+def test_bad_options_fail_before_any_file_is_read(tmp_path):
+    with pytest.raises(ValueError, match="unknown detection augmentation 'scale'; choose one of ssdlite"):
+        load_detection_data(tmp_path / "nowhere", augment="scale")
+    with pytest.raises(ValueError, match="too small"):
+        load_segmentation_data("fmnist-seg", resolution=8)
+    assert main(["data", "export", "fmnist-det", "-o", str(tmp_path / "x"), "--size", "32"]) == 2
+    assert not (tmp_path / "x").exists()

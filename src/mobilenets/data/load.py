@@ -14,7 +14,13 @@ from torch.utils.data import Dataset, Subset
 
 from .canvas import DEFAULT_COUNTS, CanvasSpec, is_canvas_name
 from .datasets import canvas_datasets, collate_detection, collate_segmentation
-from .transforms import detection_transforms, segmentation_transforms
+from .transforms import (
+    DETECTION_RECIPES,
+    SEGMENTATION_RECIPES,
+    check_recipe,
+    detection_transforms,
+    segmentation_transforms,
+)
 
 
 def _fmnist_labels() -> list[str]:
@@ -35,7 +41,8 @@ class TaskData:
     resolution: int
     augment: str
     source: str
-    skipped: dict[str, dict[str, int]] = field(default_factory=dict)  # {split: {reason: count}}
+    # {split: {reason: count}}: what loading skipped, plus images that failed to decode in this process
+    skipped: dict[str, dict[str, int]] = field(default_factory=dict)
     details: dict = field(default_factory=dict)
 
     @property
@@ -67,7 +74,12 @@ def _limit(dataset: Dataset, limit: int) -> Dataset:
     return Subset(dataset, range(min(limit, len(dataset)))) if limit else dataset
 
 
-def _check_common(resolution: int | None, in_chans: int, train_limit: int, val_limit: int) -> None:
+def _check_common(task: str, resolution: int | None, in_chans: int, train_limit: int, val_limit: int,
+                  augment: str | None) -> None:  # fmt: skip
+    """What can be checked before any file is read."""
+    if augment is not None:
+        known = DETECTION_RECIPES if task == "detection" else SEGMENTATION_RECIPES
+        check_recipe(augment, known, task)
     if resolution is not None and resolution < 16:
         raise ValueError(f"--resolution {resolution} is too small for detection or segmentation; give >= 16")
     if in_chans not in (1, 3):
@@ -113,7 +125,7 @@ def load_detection_data(
     overrides the name's) or a COCO directory (limits cut each split, 0 = all; ``seed`` unused).
     ``resolution``: the square input size (default: the canvas size, 320 for COCO). ``augment``: one of
     ``transforms.DETECTION_RECIPES`` (default: flip for canvases, ssdlite for COCO)."""
-    _check_common(resolution, in_chans, train_limit, val_limit)
+    _check_common("detection", resolution, in_chans, train_limit, val_limit, augment)
     if is_canvas_name(str(data)):
         return _canvases("detection", str(data), resolution, train_limit, val_limit, seed, augment, in_chans)
     from .coco import CocoDetection, load_coco
@@ -131,7 +143,7 @@ def load_detection_data(
     details = {"clipped": {split: s.clipped for split, s in splits.items()},
                "annotations": {split: str(s.json_path) for split, s in splits.items()}}  # fmt: skip
     return TaskData("detection", root.name, sets["train"], sets["val"], labels, size, augment, str(root),
-                    {split: dict(s.skipped) for split, s in splits.items()}, details)  # fmt: skip
+                    {split: s.skipped for split, s in splits.items()}, details)  # fmt: skip
 
 
 def load_segmentation_data(
@@ -147,7 +159,7 @@ def load_segmentation_data(
     """``fmnist-seg`` canvases or a VOC-layout directory; targets are (H, W) int64 masks, 255 = ignore.
     ``augment``: one of ``transforms.SEGMENTATION_RECIPES`` (default: flip for canvases, scale for
     directories); ``resolution`` default: the canvas size, 512 for directories."""
-    _check_common(resolution, in_chans, train_limit, val_limit)
+    _check_common("segmentation", resolution, in_chans, train_limit, val_limit, augment)
     if is_canvas_name(str(data)):
         return _canvases("segmentation", str(data), resolution, train_limit, val_limit, seed, augment, in_chans)
     from .voc import VocSegmentation, load_voc
@@ -161,7 +173,7 @@ def load_segmentation_data(
         for (split, s), limit in zip(splits.items(), (train_limit, val_limit), strict=True)
     }  # fmt: skip
     return TaskData("segmentation", root.name, sets["train"], sets["val"], labels, size, augment, str(root),
-                    {split: dict(s.skipped) for split, s in splits.items()}, {"ignore_index": 255})  # fmt: skip
+                    {split: s.skipped for split, s in splits.items()}, {"ignore_index": 255})  # fmt: skip
 
 
 def _directory(data: str | Path, task: str, expected: str) -> Path:

@@ -19,14 +19,14 @@ SEGMENTATION_RECIPES = ("scale", "flip", "none")
 IGNORE_INDEX = 255
 
 
-def _check(recipe: str, known: tuple[str, ...], task: str) -> None:
+def check_recipe(recipe: str, known: tuple[str, ...], task: str) -> None:
     if recipe not in known:
         raise ValueError(f"unknown {task} augmentation {recipe!r}; choose one of {', '.join(known)}")
 
 
 def detection_transforms(size: int, *, train: bool, recipe: str = "ssdlite") -> T.Compose:
     """(image, {"boxes": BoundingBoxes, "labels"}) -> the same at ``size`` x ``size``, float image."""
-    _check(recipe, DETECTION_RECIPES, "detection")
+    check_recipe(recipe, DETECTION_RECIPES, "detection")
     steps: list = []
     crop = train and recipe in ("ssdlite", "ssd")
     if train and recipe == "ssd":
@@ -44,7 +44,7 @@ def detection_transforms(size: int, *, train: bool, recipe: str = "ssdlite") -> 
 
 def segmentation_transforms(size: int, *, train: bool, recipe: str = "scale") -> T.Compose:
     """(image, Mask) -> the same at ``size`` x ``size`` (mask nearest-resized), float image."""
-    _check(recipe, SEGMENTATION_RECIPES, "segmentation")
+    check_recipe(recipe, SEGMENTATION_RECIPES, "segmentation")
     steps: list = [T.Resize((size, size), antialias=True)]
     if train and recipe == "scale":
         steps += [
