@@ -116,6 +116,8 @@ def cmd_info(args) -> int:
     for split, counts in info["skipped"].items():
         if counts:
             print(f"skipped in {split}: " + ", ".join(f"{n} {reason}" for reason, n in counts.items()))
+    if any(info.get("clipped", {}).values()):
+        print("boxes clipped to their image: " + ", ".join(f"{n} in {split}" for split, n in info["clipped"].items()))
     for key, value in info.get("statistics", {}).items():
         print(f"{key}: {value}")
     return 0
