@@ -26,8 +26,8 @@ from mobilenets.data import (
     segmentation_transforms,
 )
 from mobilenets.data.canvas import _load_pool
-from mobilenets.io import OutputExistsError
 from mobilenets.data.classification import FASHION_MNIST_DIR, FASHION_MNIST_LABELS
+from mobilenets.io import OutputExistsError
 
 pytestmark = pytest.mark.skipif(not FASHION_MNIST_DIR.is_dir(), reason="needs Debian's dataset-fashion-mnist")
 
