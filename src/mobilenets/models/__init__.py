@@ -6,6 +6,7 @@ from .mobilenet_v3 import mobilenet_v3
 from .net import FeatureInfo, FeatureNetwork, MobileNet, Network
 from .shufflenet_v1 import shufflenet_v1
 from .spec import BlockSpec
+from .ssdlite import SSDLite, ssdlite
 
 __all__ = [
     "BlockSpec",
@@ -13,8 +14,10 @@ __all__ = [
     "FeatureNetwork",
     "MobileNet",
     "Network",
+    "SSDLite",
     "mobilenet_v1",
     "mobilenet_v2",
     "mobilenet_v3",
     "shufflenet_v1",
+    "ssdlite",
 ]
