@@ -383,5 +383,14 @@ _VARIANTS = {
     ]),
 }  # fmt: skip
 
+# A head-only figure (extras + predictors, not the backbone), so no registration carries it: tests check it.
+TABLE5_HEAD = Published(
+    "P-V2 Table 5 (SSDLite head and extras, 80 classes + background, 300x300)", params="2.1M", madds="0.35B",
+    resolution=300, num_classes=_COCO80, tolerance=0.03, options={"backbone": "mobilenet_v2"},
+    erratum="P-V2 Table 5 prints 0.35B for the SSDLite head; it has 2.11M params (as printed) and 0.171B MAdds at "
+    "300x300 (0.178B at 320x320): 0.35B is its FLOPs (2 per multiply-add); checked as 0.175B MAdds",
+    corrected_params="2.1M", corrected_madds="0.175B",
+)  # fmt: skip
+
 for _name, (_fixed, _published) in _VARIANTS.items():
     register(_name, ssdlite, _fixed, _published, _name.replace("_", " "), task="detection")
