@@ -412,10 +412,11 @@ def test_targets_must_match_the_batch():
         model.loss(torch.randn(2, 3, 128, 128), [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0).long()}])
 
 
-def test_convert_a_classifier_checkpoint_as_a_detector(tmp_path):
+def test_convert_a_classifier_checkpoint_as_a_detector(tmp_path, capsys):
     src = tmp_path / "mobilenet_v3_large.pth"
     torch.save(torchvision.models.mobilenet_v3_large().state_dict(), src)
     out = tmp_path / "out"
     args = ["convert", str(src), "--from", "torchvision", "--model", "ssdlite320_mobilenet_v3_large", "-o", str(out)]
     assert main(args) == 2
+    assert "is not a torchvision ssdlite320_mobilenet_v3_large state dict" in capsys.readouterr().err
     assert not out.exists()

@@ -112,7 +112,7 @@ def convert_checkpoint(
         key = {"torchvision": lambda: module.classifier_key(target), "timm": lambda: "classifier.weight",
                "megvii": lambda: "classifier.0.weight"}[source]()  # fmt: skip
         found = infer_num_classes(tensors, key)
-        if target.family == "ssdlite" and found:
+        if target.family == "ssdlite":
             found = module.detector_classes(tensors, target)
     classes = found if num_classes is None else num_classes
     net = target.build(classes)

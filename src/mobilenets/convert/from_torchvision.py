@@ -104,8 +104,12 @@ def detector_classes(tensors, target: Target) -> int:
     """Classes of an SSDLite checkpoint: the lowest class predictor's outputs over its boxes (6 per location)."""
     from ..models import ssdlite
 
+    key = classifier_key(target)
+    if key not in tensors:
+        raise ValueError(f"this checkpoint has no {key!r}: it is not a torchvision {target.source_name} state dict "
+                         "(a classifier's weights cannot be converted into a detector)")  # fmt: skip
     anchors = ssdlite(**target.options).num_anchors[0]
-    return int(tensors[classifier_key(target)].shape[0]) // anchors
+    return int(tensors[key].shape[0]) // anchors
 
 
 def ssdlite_plan(model: nn.Module, target: Target, keys: set[str]) -> list[Copy]:
