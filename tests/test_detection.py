@@ -228,10 +228,15 @@ def test_postprocess_equals_torchvision(tv_model):
     anchors = _anchors("ssdlite320_mobilenet_v3_large")
     codes = torch.randn(2, anchors.shape[0], 4, generator=g)
     logits = torch.randn(2, anchors.shape[0], 91, generator=g) * 4  # many scores above 0.001, several classes
-    theirs = tv_model.postprocess_detections({"bbox_regression": codes, "cls_logits": logits}, [anchors] * 2,
-                                             [(SIZE, SIZE)] * 2)  # fmt: skip
+    kept = tv_model.detections_per_img
+    tv_model.detections_per_img = 30_000  # all that NMS keeps, so that every per-class top-k candidate counts
+    try:
+        theirs = tv_model.postprocess_detections({"bbox_regression": codes, "cls_logits": logits}, [anchors] * 2,
+                                                 [(SIZE, SIZE)] * 2)  # fmt: skip
+    finally:
+        tv_model.detections_per_img = kept
     boxes = torchvision.ops.clip_boxes_to_image(decode(codes, anchors), (SIZE, SIZE))
-    ours = postprocess(boxes, logits.softmax(-1), PostprocessConfig())
+    ours = postprocess(boxes, logits.softmax(-1), PostprocessConfig(detections_per_img=30_000))
     for a, b in zip(ours, theirs, strict=True):
         assert len(b["labels"].unique()) > 5
         for key in ("boxes", "scores", "labels"):
