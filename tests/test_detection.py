@@ -376,6 +376,8 @@ def test_a_classifier_where_a_detector_is_needed():
     check_detector("ssdlite_mobilenet_v2_100")
     with pytest.raises(ValueError, match="backbone must be one of mobilenet_v1, .*got 'mobilenet_v3_large_100'"):
         ssdlite(backbone="mobilenet_v3_large_100")
+    with pytest.raises(ValueError, match="is a detection model; features_only takes a backbone's name"):
+        create_model("ssdlite_mobilenet_v2_100", features_only=True)
 
 
 @pytest.mark.parametrize("num_classes", [1, 0, -3, 2.5, True])

@@ -138,5 +138,9 @@ def create_model(
     if features_only:
         from .models.net import FeatureNetwork
 
+        if entry.task != "classification":
+            raise UsageError(f"{name} is a {entry.task} model; features_only takes a backbone's name "
+                             "(e.g. mobilenet_v3_large_100)")  # fmt: skip
+
         return FeatureNetwork(model, out_indices)
     return model
