@@ -71,9 +71,9 @@ def register(
     _REGISTRY[name] = ModelEntry(name, builder, dict(fixed), tuple(published), description, task)
 
 
-def list_models(pattern: str = "*") -> list[str]:
-    """Registered names matching a shell-style ``pattern`` (``"mobilenet_v3_*"``)."""
-    return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern))
+def list_models(pattern: str = "*", task: str | None = None) -> list[str]:
+    """Registered names matching a shell-style ``pattern`` (``"mobilenet_v3_*"``), of one ``task`` if given."""
+    return sorted(n for n, e in _REGISTRY.items() if fnmatch.fnmatchcase(n, pattern) and task in (None, e.task))
 
 
 def get_entry(name: str) -> ModelEntry:

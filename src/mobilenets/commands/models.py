@@ -22,7 +22,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("name", help="registered model name (see `mobilenets list`)")
     p.add_argument("--resolution", "-r", type=resolution_arg, default=(224, 224),
                    help="input size: 224 or HxW such as 224x160")  # fmt: skip
-    p.add_argument("--num-classes", type=int, default=1000)
+    p.add_argument("--num-classes", type=int, default=None, help="default: the model's (1000; detectors 91)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_info)
 

@@ -6,9 +6,10 @@ from .mobilenet_v3 import mobilenet_v3
 from .net import FeatureInfo, FeatureNetwork, MobileNet, Network
 from .shufflenet_v1 import shufflenet_v1
 from .spec import BlockSpec
+from .ssdlite import SSDLite, ssdlite
 
 # The families a config.json may name (models.factory builds them); heads add theirs here.
-FAMILIES = ["mobilenet_v1", "mobilenet_v2", "mobilenet_v3", "shufflenet_v1"]
+FAMILIES = ["mobilenet_v1", "mobilenet_v2", "mobilenet_v3", "shufflenet_v1", "ssdlite"]
 
 __all__ = [
     "BlockSpec",
@@ -16,8 +17,10 @@ __all__ = [
     "FeatureNetwork",
     "MobileNet",
     "Network",
+    "SSDLite",
     "mobilenet_v1",
     "mobilenet_v2",
     "mobilenet_v3",
     "shufflenet_v1",
+    "ssdlite",
 ]
