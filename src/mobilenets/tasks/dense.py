@@ -44,7 +44,8 @@ class DenseTask(Task):
         model.labels = list(self.data.labels)
         chans = model.in_chans
         # The whole image is resized to the input (no crop: boxes and masks cover all of it).
-        model.preprocessing = Preprocessing(input_size=(size, size), resize=0, channel_order="L" if chans == 1 else "RGB",
+        order = "L" if chans == 1 else "RGB"
+        model.preprocessing = Preprocessing(input_size=(size, size), resize=0, channel_order=order,
                                             mean=self.mean[:chans], std=self.std[:chans],
                                             extra={"resize_whole_image": True})  # fmt: skip
         return model
