@@ -73,3 +73,19 @@ def test_init_backbone_copies_a_classifiers_weights(tmp_path):
     assert ours["final_conv.conv.weight"].shape != theirs["final_conv.conv.weight"].shape
     saved = mobilenets.load_model(tmp_path / "cls").preprocessing
     assert (mean, std) == (tuple(saved.mean), tuple(saved.std))
+
+
+def test_detector_exports_with_named_outputs_checked_against_pytorch(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from mobilenets.deploy import export
+
+    model = mobilenets.create_model("ssdlite_mobilenet_v3_small_100", num_classes=11).eval()
+    report = export(model, tmp_path / "det.onnx", "onnx", resolution=128)
+    assert report.max_rel_error <= 1e-4
+    graph = onnx.load(str(tmp_path / "det.onnx")).graph
+    assert [o.name for o in graph.output] == ["boxes", "scores"]
+    assert [d.dim_value for d in graph.output[1].type.tensor_type.shape.dim] == [
+        1,
+        model(torch.zeros(1, 3, 128, 128))[1].shape[1],
+        11,
+    ]
