@@ -92,6 +92,16 @@ class DenseTask(Task):
                    metadata=meta, overwrite=True)  # fmt: skip
 
 
+def backbone_chans(source: str | None) -> int:
+    """The input channels of an ``--init-backbone`` source (3 without one): the head's model takes the same."""
+    if not source:
+        return 3
+    from ..training.checkpoint import BEST_DIR
+
+    path = Path(source) / BEST_DIR if (Path(source) / BEST_DIR).is_dir() else Path(source)
+    return int(read_config(path)["options"].get("in_chans", 3))
+
+
 def backbone_of(model: nn.Module) -> nn.Module:
     """The classification network inside a detection or segmentation model."""
     backbone = model.backbone

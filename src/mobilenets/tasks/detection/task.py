@@ -13,7 +13,7 @@ from ...io import atomic_write_text, load_model
 from ...models.factory import create_model
 from ...training.report import write_curves, write_markdown
 from ..coco_map import coco_map
-from ..dense import DenseTask
+from ..dense import DenseTask, backbone_chans
 
 log = logging.getLogger(__name__)
 
@@ -26,13 +26,13 @@ class DetectionTask(DenseTask):
     default_recipe = "detection"
 
     def load(self, config, recipe):
-        in_chans = _backbone_chans(config.init_backbone)
+        in_chans = backbone_chans(config.init_backbone)
         return load_detection_data(config.data, resolution=config.resolution, train_limit=config.train_limit,
                                    val_limit=config.val_limit, seed=config.seed or None, in_chans=in_chans,
                                    augment=None if config.augment else "none")  # fmt: skip
 
     def build(self, config, data):
-        in_chans = _backbone_chans(config.init_backbone)
+        in_chans = backbone_chans(config.init_backbone)
         self.model = create_model(config.model, num_classes=data.num_classes, in_chans=in_chans)
         return self.model
 
@@ -120,10 +120,3 @@ class DetectionTask(DenseTask):
 
 TASK = DetectionTask
 
-
-def _backbone_chans(source: str | None) -> int:
-    if not source:
-        return 3
-    from ...io import read_config
-
-    return int(read_config(source)["options"].get("in_chans", 3))
