@@ -574,15 +574,38 @@ def adapt(config: AdaptConfig, *, resume: bool = False) -> dict:
     return history
 
 
+def uniform_plan(seed: nn.Module, mult: float) -> WidthPlan:
+    """The seed's family at ``mult`` times its width multiplier (the family's own rule: e.g. V3 keeps the
+    pre-logits width), when that has the seed's structure and fits inside it; else every width x ``mult``."""
+    layout, plan = Layout.of(seed), WidthPlan.of(seed)
+    options = {k: v for k, v in seed.config["options"].items() if k not in ("stem_chs", "blocks", "head_chs")}
+    if seed.family == "mobilenet_v3":
+        options.pop("num_features", None)
+    options["width_mult"] = options.get("width_mult", 1.0) * mult
+    try:
+        family = WidthPlan.of(build_from_config({**seed.config, "options": options}))
+    except ValueError:
+        family = None
+    fits = (
+        family is not None
+        and len(family.groups) == len(plan.groups)
+        and len(family.exp) == len(plan.exp)
+        and family.problem(layout) is None
+        and all(a <= b for a, b in zip(family.groups + family.exp, plan.groups + plan.exp, strict=True))
+        and family.final <= plan.final
+        and family.features <= plan.features
+    )
+    return family if fits else plan.scaled(layout, mult)
+
+
 def _uniform(config, seed, adapted, final, out, latency, evaluator, done: list | None) -> list[dict]:
     """Uniform width multipliers of the seed (largest-L2 filters kept, the same short fine-tune)."""
     done = list(done or [])
-    layout, plan = Layout.of(seed), WidthPlan.of(seed)
     mults = config.multipliers()
     if mults is None:  # the two grid multipliers whose predicted latency brackets the adapted network's
         mults = []
         for m in UNIFORM_GRID:
-            ms = latency.predict(build_from_config(plan.scaled(layout, m).config(seed)))
+            ms = latency.predict(build_from_config(uniform_plan(seed, m).config(seed)))
             mults = [m] if not mults else [mults[-1], m]
             if ms <= final["measured_ms"]:
                 break
@@ -590,7 +613,7 @@ def _uniform(config, seed, adapted, final, out, latency, evaluator, done: list |
         name = f"uniform_{m:g}"
         if any(u["name"] == name for u in done):
             continue
-        uplan = plan.scaled(layout, m)
+        uplan = uniform_plan(seed, m)
         model = narrow(seed, uplan)
         predicted = latency.predict(model)
         top1 = evaluator.finetune(model, name)
