@@ -288,7 +288,9 @@ def test_resume_after_a_kill_continues_to_the_same_result(tmp_path):
     with pytest.raises(Killed):
         search(seed, out, FakeLatency(), acc, settings, on_proposal=kill_at(22))  # in the second step
     saved = json.loads((out / STATE_FILE).read_text())
-    assert len(saved["steps"]) == 1 and len(saved["current"]["proposals"]) == 22 - len(reference["steps"][0]["proposals"])
+    assert len(saved["steps"]) == 1 and len(saved["current"]["proposals"]) == 22 - len(
+        reference["steps"][0]["proposals"]
+    )
     calls_before = acc.calls
     count["n"] = 0
     resumed = search(seed, out, FakeLatency(), acc, settings, resume=True)
@@ -327,7 +329,8 @@ def test_adapt_cli_end_to_end(tmp_path, seed_dir, capsys):
     out = tmp_path / "adapt"
     argv = ["adapt", str(seed), "--data", str(idx), "-o", str(out), "--target", "0.95", "--delta", "0.02",
             "--runtime", _runtime(), "--steps", "2", "--batch-size", "16", "--holdout", "40", "--finish", "none",
-            "--uniform", "0.5", "--max-steps", "1", "--rounds", "2", "--round-seconds", "0.02", "--no-progress"]  # fmt: skip
+            "--uniform", "0.5", "--max-steps", "1", "--rounds", "2", "--round-seconds", "0.02",
+            "--no-progress"]  # fmt: skip
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "uniform_0.5" in printed and "latency table:" in printed and "cpu:" in printed
@@ -360,7 +363,7 @@ def test_an_adapted_model_quantizes_and_info_shows_its_widths(tmp_path, seed_dir
     pytest.importorskip("onnxruntime")
     seed, idx = seed_dir
     model = mobilenets.load_model(seed)
-    layout, plan = Layout.of(model), WidthPlan.of(model)
+    plan = WidthPlan.of(model)
     narrowed = narrow(model, plan.with_width(Slot("exp", 4), 120).with_width(Slot("group", 0), 8))
     mobilenets.save_model(narrowed, tmp_path / "adapted")
     assert main(["info", str(tmp_path / "adapted")]) == 0

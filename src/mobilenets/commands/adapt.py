@@ -95,8 +95,10 @@ def summary_table(history: dict) -> str:
     for name, holdout, directory in rows:
         ms = measured.get(name)
         top1 = (finish.get(name) or {}).get("top1")
-        lines.append(f"{name:<16} {ms if ms is None else f'{ms:.3f}':>10} {holdout:>13.2f} "
-                     f"{'' if top1 is None else f'{top1:.2f}':>12}  {(finish.get(name) or {}).get('dir', directory)}")  # fmt: skip
+        lines.append(
+            f"{name:<16} {ms if ms is None else f'{ms:.3f}':>10} {holdout:>13.2f} "
+            f"{'' if top1 is None else f'{top1:.2f}':>12}  {(finish.get(name) or {}).get('dir', directory)}"
+        )
     table = history.get("latency_table", {})
 
     def pct(v):

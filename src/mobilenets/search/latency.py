@@ -231,8 +231,14 @@ class RuntimeLatency:
 
     def save(self) -> None:
         if self.path:
-            data = {"version": TABLE_VERSION, "fingerprint": self.fingerprint, "target": asdict(self.target),
-                    "resolution": list(self.target.resolution), "entries": self.entries, "points": self.points}  # fmt: skip
+            data = {
+                "version": TABLE_VERSION,
+                "fingerprint": self.fingerprint,
+                "target": asdict(self.target),
+                "resolution": list(self.target.resolution),
+                "entries": self.entries,
+                "points": self.points,
+            }
             atomic_write_text(self.path, json.dumps(data, indent=1) + "\n")
 
     def table_sum(self, model: nn.Module) -> float:

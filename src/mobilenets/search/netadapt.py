@@ -97,7 +97,9 @@ def parse_target(text: str | float) -> tuple[float, bool]:
         raise ValueError(f"--target takes a fraction of the seed's latency such as 0.6, or milliseconds such as "
                          f"2.5ms; got {text!r}") from None  # fmt: skip
     if not math.isfinite(value) or value <= 0 or (not is_ms and value >= 1):
-        raise ValueError(f"--target must be a fraction in (0, 1) such as 0.6, or milliseconds such as 2.5ms; got {text!r}")
+        raise ValueError(
+            f"--target must be a fraction in (0, 1) such as 0.6, or milliseconds such as 2.5ms; got {text!r}"
+        )
     return value, is_ms
 
 
@@ -308,8 +310,15 @@ def _iterate(state, out: Path, latency, evaluator, settings, on_proposal, progre
     state["current"] = None
     _write_json(out / STATE_FILE, state)
     shutil.rmtree(proposals_dir, ignore_errors=True)
-    log.info("step %d: kept %s (%s), measured %.3f ms (predicted %.3f), holdout top-1 %.2f%%", iteration,
-             chosen["slot"], chosen["what"], chosen["measured_ms"], chosen["predicted_ms"], chosen["holdout_top1"])  # fmt: skip
+    log.info(
+        "step %d: kept %s (%s), measured %.3f ms (predicted %.3f), holdout top-1 %.2f%%",
+        iteration,
+        chosen["slot"],
+        chosen["what"],
+        chosen["measured_ms"],
+        chosen["predicted_ms"],
+        chosen["holdout_top1"],
+    )
 
 
 def write_history(out: Path, state: dict, latency: LatencyModel, extra: dict | None = None) -> dict:
@@ -545,14 +554,31 @@ def adapt(config: AdaptConfig, *, resume: bool = False) -> dict:
     train_part, holdout = carve_holdout(spec, config.holdout, config.seed)
     recipe = get_recipe(config.recipe, seed.family)
     lr = config.lr if config.lr is not None else 0.1 * recipe.lr * config.batch_size / recipe.batch_size
-    evaluator = HoldoutFineTune(spec, train_part, holdout, recipe=recipe, steps=config.steps,
-                                batch_size=config.batch_size, lr=lr, seed=config.seed, workers=config.workers)  # fmt: skip
+    evaluator = HoldoutFineTune(
+        spec,
+        train_part,
+        holdout,
+        recipe=recipe,
+        steps=config.steps,
+        batch_size=config.batch_size,
+        lr=lr,
+        seed=config.seed,
+        workers=config.workers,
+    )
     if not resume:
         out.mkdir(parents=True, exist_ok=True)
         _write_json(out / CONFIG_FILE, dataclasses.asdict(config))
     latency = RuntimeLatency(target, config.table or out / "latency_table.json")
-    log.info("NetAdapt %s on %s (%d thread%s, %dx%d); holdout %d of %d training images", seed.name, config.runtime,
-             config.threads, "" if config.threads == 1 else "s", *resolution, len(holdout), len(spec.train))  # fmt: skip
+    log.info(
+        "NetAdapt %s on %s (%d thread%s, %dx%d); holdout %d of %d training images",
+        seed.name,
+        config.runtime,
+        config.threads,
+        "" if config.threads == 1 else "s",
+        *resolution,
+        len(holdout),
+        len(spec.train),
+    )
     state = search(seed, out, latency, evaluator, config.settings(), resume=resume and (out / STATE_FILE).is_file(),
                    progress=config.progress)  # fmt: skip
     history = json.loads((out / HISTORY_FILE).read_text())
@@ -563,7 +589,11 @@ def adapt(config: AdaptConfig, *, resume: bool = False) -> dict:
     history["uniform"] = _uniform(config, seed, adapted, final, out, latency, evaluator, history.get("uniform"))
     write_history(out, state, latency, {"target": history["target"], "uniform": history["uniform"]})
     if "comparison" not in history:
-        models = {"seed": seed, "adapted": adapted, **{u["name"]: load_model(out / u["dir"]) for u in history["uniform"]}}
+        models = {
+            "seed": seed,
+            "adapted": adapted,
+            **{u["name"]: load_model(out / u["dir"]) for u in history["uniform"]},
+        }
         history["comparison"] = {"measured_ms": latency.measure(models)}  # one interleaved run: same conditions
         write_history(out, state, latency, {k: history[k] for k in ("target", "uniform", "comparison")})
     if config.finish != "none":
@@ -701,8 +731,11 @@ def plot_pareto(history: dict, path: str | os.PathLike) -> Path | None:
         for n in names:
             marker = "o" if n == "adapted" else "s" if n.startswith("uniform") else "^"
             ax.plot(measured[n], finish[n]["top1"], marker, label=n, ms=8)
-        ax.set(xlabel="measured latency (ms)", ylabel=f"top-1 (%) on {finish['seed'].get('split')}",
-               title=f"finished ({next((f['how'] for f in finish.values() if 'how' in f), '')}, same recipe)")  # fmt: skip
+        ax.set(
+            xlabel="measured latency (ms)",
+            ylabel=f"top-1 (%) on {finish['seed'].get('split')}",
+            title=f"finished ({next((f['how'] for f in finish.values() if 'how' in f), '')}, same recipe)",
+        )
         ax.legend(fontsize=8)
     target = history.get("target", {})
     fig.suptitle(f"NetAdapt on {target.get('runtime', '?')}, {target.get('threads', '?')} thread(s): "

@@ -101,7 +101,9 @@ class Layout:
             blocks = [b for b in self.members[slot.index] if b >= 0]
             where = ("stem" if -1 in self.members[slot.index] else "") + (
                 f"{' + ' if slot.index == 0 and blocks else ''}block{'s' if len(blocks) > 1 else ''} "
-                f"{', '.join(map(str, blocks))}" if blocks else ""
+                f"{', '.join(map(str, blocks))}"
+                if blocks
+                else ""
             )
             return f"output width of {where}"
         if slot.kind == "exp":
@@ -294,7 +296,9 @@ class ChannelMap:
 
 
 def _slot_key(slot: Slot) -> tuple:
-    return ("group", slot.index) if slot.kind == "group" else ("exp", slot.index) if slot.kind == "exp" else (slot.kind,)
+    return (
+        ("group", slot.index) if slot.kind == "group" else ("exp", slot.index) if slot.kind == "exp" else (slot.kind,)
+    )
 
 
 def channel_norms(model: nn.Module, cmap: ChannelMap | None = None) -> dict[tuple, torch.Tensor]:
@@ -354,7 +358,9 @@ def narrow(model: nn.Module, plan: WidthPlan) -> nn.Module:
             if entry.into is not None and tensor.dim() >= 2:
                 tensor = tensor.index_select(1, kept[entry.into])
         if tensor.shape != value.shape:
-            raise ValueError(f"{key}: carried {tuple(tensor.shape)} into {tuple(value.shape)} (a bug in the channel map)")
+            raise ValueError(
+                f"{key}: carried {tuple(tensor.shape)} into {tuple(value.shape)} (a bug in the channel map)"
+            )
         target[key] = tensor.clone()
     narrow_model.load_state_dict(target)
     for attr in ("labels", "preprocessing"):
