@@ -340,7 +340,7 @@ def test_adapt_cli_end_to_end(tmp_path, seed_dir, capsys):
     assert {"proposals", "plan", "predicted_ms", "measured_ms", "holdout_top1", "target_ms"} <= set(step)
     assert step["measured_ms"] > 0 and history["latency_table"]["entries"] > 0
     assert history["latency_table"]["mape_predicted"] is not None  # the step's prediction checked against timing
-    assert set(history["comparison"]["measured_ms"]) == {"seed", "adapted", "uniform_0.5"}
+    assert set(history["comparison"]["measured_ms"]) == {"seed", "adapted", "uniform_0.5", "step_00", step["dir"]}
     assert (out / "pareto.png").stat().st_size > 1000
     table = json.loads((out / "latency_table.json").read_text())
     assert table["fingerprint"]["cpu"] and table["fingerprint"]["runtime"] == _runtime()

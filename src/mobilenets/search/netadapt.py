@@ -589,12 +589,11 @@ def adapt(config: AdaptConfig, *, resume: bool = False) -> dict:
     history["uniform"] = _uniform(config, seed, adapted, final, out, latency, evaluator, history.get("uniform"))
     write_history(out, state, latency, {"target": history["target"], "uniform": history["uniform"]})
     if "comparison" not in history:
-        models = {
-            "seed": seed,
-            "adapted": adapted,
-            **{u["name"]: load_model(out / u["dir"]) for u in history["uniform"]},
-        }
-        history["comparison"] = {"measured_ms": latency.measure(models)}  # one interleaved run: same conditions
+        # One interleaved timing of every accepted network and baseline: the plot's latencies share conditions.
+        dirs = [s["dir"] for s in [state["seed"], *state["steps"]]] + [u["dir"] for u in history["uniform"]]
+        measured = latency.measure({d: load_model(out / d) for d in dirs})
+        measured.update(seed=measured[state["seed"]["dir"]], adapted=measured[final["dir"]])
+        history["comparison"] = {"measured_ms": measured}
         write_history(out, state, latency, {k: history[k] for k in ("target", "uniform", "comparison")})
     if config.finish != "none":
         history["finish"] = _finish(config, spec, seed, out, final, history, state, latency)
@@ -711,11 +710,12 @@ def plot_pareto(history: dict, path: str | os.PathLike) -> Path | None:
     finish = history.get("finish")
     fig, axes = plt.subplots(1, 2 if finish else 1, figsize=(12 if finish else 6.5, 4.8), squeeze=False)
     ax = axes[0][0]
-    steps = [history["seed"]] + history["steps"]
-    ax.plot([s["measured_ms"] for s in steps], [s["holdout_top1"] for s in steps], "o-", label="NetAdapt steps")
-    for s in steps:
-        ax.annotate(str(s["step"]), (s["measured_ms"], s["holdout_top1"]), fontsize=7, alpha=0.7)
+    steps = [{**history["seed"], "dir": history["seed"].get("dir", "step_00")}] + history["steps"]
     measured = (history.get("comparison") or {}).get("measured_ms", {})
+    step_ms = [measured.get(s["dir"], s["measured_ms"]) for s in steps]  # the common timing where there is one
+    ax.plot(step_ms, [s["holdout_top1"] for s in steps], "o-", label="NetAdapt steps")
+    for s, ms in zip(steps, step_ms, strict=True):
+        ax.annotate(str(s["step"]), (ms, s["holdout_top1"]), fontsize=7, alpha=0.7)
     uniform = [u for u in history.get("uniform", []) if u["name"] in measured]
     if uniform:
         ax.plot([measured[u["name"]] for u in uniform], [u["holdout_top1"] for u in uniform], "s--",
