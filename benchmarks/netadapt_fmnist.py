@@ -46,6 +46,9 @@ def main() -> int:
     p.add_argument("--finish", default="finetune", choices=["finetune", "scratch", "none"])
     p.add_argument("--finish-epochs", type=int, default=2)
     p.add_argument("--uniform", default="auto")
+    p.add_argument("--holdout", type=int, default=5000)
+    p.add_argument("--max-steps", type=int, default=50)
+    p.add_argument("--train-limit", type=int, default=0, help="(smoke runs only)")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     out = Path(args.out)
@@ -62,8 +65,9 @@ def main() -> int:
     job = out / "adapt"
     config = AdaptConfig(model=seed, output=str(job), data="fashion-mnist", target=args.target,
                          runtime=args.runtime, threads=args.threads, delta=args.delta, steps=args.steps,
-                         batch_size=128, holdout=5000, finish=args.finish, finish_epochs=args.finish_epochs,
-                         uniform=args.uniform, progress=True)  # fmt: skip
+                         batch_size=128, holdout=args.holdout, finish=args.finish, finish_epochs=args.finish_epochs,
+                         uniform=args.uniform, max_steps=args.max_steps, train_limit=args.train_limit,
+                         progress=True)  # fmt: skip
     resume = (job / CONFIG_FILE).is_file()
     if resume:
         config = read_adapt_config(job)
