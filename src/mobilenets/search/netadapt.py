@@ -195,7 +195,7 @@ def search(
         layout = Layout.of(seed)  # refuse an unsupported family before anything is written
         seed.eval()
         seed_ms = latency.measure({"seed": seed})["seed"]
-        latency.observe(_step_dir(0), seed, seed_ms)
+        latency.observe(str(out.absolute() / _step_dir(0)), seed, seed_ms)
         seed_top1 = evaluator.score(seed)
         plan = WidthPlan.of(seed)
         info = {"step": 0, "plan": plan.as_dict(), "measured_ms": seed_ms, "holdout_top1": seed_top1}
@@ -290,7 +290,7 @@ def _iterate(state, out: Path, latency, evaluator, settings, on_proposal, progre
         model = load_model(out / chosen["dir"])
         # Verified whole, interleaved with its predecessor (noise falls on both alike).
         times = latency.measure({"prev": current, "new": model})
-        latency.observe(_step_dir(iteration), model, times["new"], chosen["predicted_ms"])
+        latency.observe(str(out.absolute() / _step_dir(iteration)), model, times["new"], chosen["predicted_ms"])
         cur["chosen"] = {**chosen, "measured_ms": times["new"], "prev_remeasured_ms": times["prev"]}
         _write_json(out / STATE_FILE, state)
     chosen = cur["chosen"]
