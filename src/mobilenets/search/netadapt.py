@@ -650,6 +650,7 @@ def _uniform(config, seed, adapted, final, out, latency, evaluator, done: list |
                   "holdout_top1": top1, "dir": name}  # fmt: skip
         _save(model, out / name, record)
         done.append(record)
+        _write_json(out / HISTORY_FILE, {**json.loads((out / HISTORY_FILE).read_text()), "uniform": done})
         log.info("%s: predicted %.3f ms, holdout top-1 %.2f%%", name, predicted, top1)
     return done
 
