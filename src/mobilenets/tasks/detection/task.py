@@ -119,4 +119,3 @@ class DetectionTask(DenseTask):
 
 
 TASK = DetectionTask
-
