@@ -25,7 +25,7 @@ def _config(out, **overrides):
     return TrainConfig(**base)
 
 
-def test_detector_trains_reports_and_resumes_exactly(tmp_path):
+def test_detector_trains_reports_and_resumes_exactly(tmp_path, capsys):
     summary = train(_config(tmp_path / "whole", epochs=2))
     assert summary["task"] == "detection" and 0.0 <= summary["map"] <= 1.0
     assert set(summary["per_class_ap"]) == set(mobilenets.data.classification.FASHION_MNIST_LABELS)
@@ -38,6 +38,11 @@ def test_detector_trains_reports_and_resumes_exactly(tmp_path):
         assert (tmp_path / "whole" / picture).stat().st_size > 1000
     best = mobilenets.load_model(tmp_path / "whole" / "best")
     assert best.task == "detection" and best.labels[0] == "background" and best.preprocessing.input_size == (96, 96)
+
+    assert main(["eval", str(tmp_path / "whole"), "--json"]) == 0  # the run's own data, from run.json
+    evaluated = json.loads(capsys.readouterr().out)
+    # an untrained model scores at the noise floor, where thread counts move ties: compare loosely
+    assert evaluated["map"] == pytest.approx(summary["map"], abs=2e-3) and evaluated["images"] == 8
 
     stopped = train(_config(tmp_path / "split", epochs=2, max_steps=5))
     assert stopped["stopped_early"]

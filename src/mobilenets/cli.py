@@ -15,8 +15,15 @@ import sys
 COMMAND_MODULES = ["models", "convert", "train", "deploy", "data", "adapt"]
 
 
+class _Parser(argparse.ArgumentParser):
+    """A bad option is one line naming it and pointing at --help (argparse prints its whole usage)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mobilenets",
         description="MobileNetV1/V2/V3 and ShuffleNet V1: build, count, train, export.",
     )
@@ -42,7 +49,10 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help, --version, or a bad option (already said, in one line)
+        return done.code if isinstance(done.code, int) else 2
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     from .progress import set_quiet
 

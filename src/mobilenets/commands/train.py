@@ -146,6 +146,9 @@ def cmd_train(args) -> int:
 def cmd_eval(args) -> int:
     from ..training import evaluate
 
+    task = _saved_task(args.path)
+    if task != "classification":
+        return _eval_dense(args, task)
     metrics = evaluate(args.path, args.data, batch_size=args.batch_size, limit=args.limit, workers=args.workers,
                        tta=args.tta, device=args.device)  # fmt: skip
     if args.json:
@@ -159,4 +162,43 @@ def cmd_eval(args) -> int:
         + ("  (flip TTA)" if metrics["tta"] else "")
         + (f"  ({metrics['skipped']} unreadable images skipped)" if metrics["skipped"] else "")
     )
+    return 0
+
+
+def _saved_task(path: str) -> str:
+    """The task of a run's best model or a model directory (classification when its name is not registered)."""
+    from pathlib import Path
+
+    from ..io import CONFIG_FILE, read_config
+    from ..registry import get_entry, list_models
+
+    model_dir = Path(path) / "best" if (Path(path) / "best" / CONFIG_FILE).is_file() else Path(path)
+    if not (model_dir / CONFIG_FILE).is_file():
+        return "classification"  # evaluate() names what is missing
+    name = read_config(model_dir).get("name")
+    return get_entry(name).task if name in list_models() else "classification"
+
+
+def _eval_dense(args, task: str) -> int:
+    from ..tasks.dense import evaluate_saved
+
+    if task == "detection":
+        from ..tasks.detection.task import DetectionTask as Task
+    else:
+        from ..tasks.segmentation import SegmentationTask as Task
+    if args.tta:
+        raise ValueError(f"--tta is for classifiers; a {task} model is evaluated without it")
+    metrics = evaluate_saved(Task(), args.path, args.data, limit=args.limit, batch_size=min(args.batch_size, 64),
+                             workers=args.workers, device=args.device)  # fmt: skip
+    if args.json:
+        print(json.dumps(metrics))
+        return 0
+    if task == "detection":
+        figures = f"mAP@[.5:.95] {metrics['map']:.3f}  mAP50 {metrics['map50']:.3f}  mAP75 {metrics['map75']:.3f}"
+        per_class = metrics["per_class"]
+    else:
+        figures = f"mIoU {metrics['miou']:.3f}  pixel accuracy {metrics['pixel_accuracy']:.3f}"
+        per_class = metrics["iou"]
+    print(f"{metrics['model']} on {metrics['data']} ({metrics['images']} val images): {figures}")
+    print("  " + ", ".join(f"{k} {v:.3f}" for k, v in per_class.items()))
     return 0

@@ -21,7 +21,8 @@ DEFAULT_MEAN, DEFAULT_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
 class DenseTask(Task):
     """A task over ``mobilenets.data.TaskData`` (images in [0, 1], a target per image)."""
 
-    def load(self, config, recipe):
+    def load(self, config, in_chans: int):
+        """The task's TaskData for ``config`` (data, resolution, limits, augmentation), read with ``in_chans``."""
         raise NotImplementedError
 
     def build(self, config, data) -> nn.Module:
@@ -31,8 +32,9 @@ class DenseTask(Task):
         if config.init:
             raise ValueError(f"--init is for classification runs; a {self.name} model starts from a classifier's "
                              "weights with --init-backbone RUN_OR_MODEL_DIR")  # fmt: skip
-        self.data = self.load(config, recipe)
+        self.data = self.load(config, backbone_chans(config.init_backbone))
         model = self.build(config, self.data)
+        self.after_load(model)
         if config.init_backbone and not resume:
             self.mean, self.std = init_backbone(model, config.init_backbone)
         elif config.init_backbone:
@@ -49,6 +51,9 @@ class DenseTask(Task):
                                             mean=self.mean[:chans], std=self.std[:chans],
                                             extra={"resize_whole_image": True})  # fmt: skip
         return model
+
+    def after_load(self, model: nn.Module) -> None:
+        """Anything the task reads off its model once it is built (e.g. the ignore index)."""
 
     def describe(self) -> str:
         d = self.data
@@ -139,3 +144,40 @@ def init_backbone(model: nn.Module, source: str) -> tuple[tuple, tuple]:
     log.info("--init-backbone %s: %d of %d backbone tensors from %s", source, len(fits), len(ours), donor.name)
     pre = donor.preprocessing
     return tuple(pre.mean), tuple(pre.std)
+
+
+def evaluate_saved(task: DenseTask, path: str | Path, data: str | None, *, limit: int = 0, batch_size: int = 32,
+                   workers: int = 2, device: str = "cpu") -> dict:  # fmt: skip
+    """``task``'s validation metrics of a run's best model (or a model directory) on ``data``'s val split.
+
+    ``data`` None: the run's own (its run.json); a bare model directory needs ``data``.
+    """
+    from ..devices import resolve_device
+    from ..io import CONFIG_FILE
+    from ..training.checkpoint import BEST_DIR, RUN_CONFIG
+    from ..training.engine import TrainConfig, read_run_config
+
+    target = resolve_device(device)
+    path = Path(path)
+    model_dir = path / BEST_DIR if (path / BEST_DIR / CONFIG_FILE).is_file() else path
+    if data is None:
+        if model_dir.name != BEST_DIR or not (model_dir.parent / RUN_CONFIG).is_file():
+            raise ValueError(f"{model_dir} is a model directory, not a run: it does not say what data it was "
+                             "trained on; pass --data (fmnist-det, fmnist-seg, a COCO or VOC directory)")  # fmt: skip
+        saved = read_run_config(model_dir.parent)
+        # The run's data as the run saw it: the same canvases or split cut, unless --limit says otherwise.
+        data, limit = saved.data, limit or saved.val_limit
+    model = load_model(model_dir).to(target)
+    pre = model.preprocessing
+    config = TrainConfig(model=model.name, output="", data=str(data), resolution=pre.input_size[0], val_limit=limit,
+                         train_limit=1, augment=False)  # fmt: skip
+    task.data = task.load(config, model.in_chans)
+    if task.data.num_classes != model.num_classes:
+        raise ValueError(f"{data} has {task.data.num_classes} classes (with background) but the model at "
+                         f"{model_dir} predicts {model.num_classes}")  # fmt: skip
+    task.mean, task.std = tuple(pre.mean), tuple(pre.std)
+    task.model = model
+    task.after_load(model)
+    metrics = task.evaluate(model, device=target, channels_last=False, bf16=False, workers=workers,
+                            batch_size=batch_size)  # fmt: skip
+    return {**metrics, "model": str(model_dir), "data": str(data), "images": len(task.data.val)}

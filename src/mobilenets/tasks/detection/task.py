@@ -25,8 +25,7 @@ class DetectionTask(DenseTask):
     best_metric = "map"
     default_recipe = "detection"
 
-    def load(self, config, recipe):
-        in_chans = backbone_chans(config.init_backbone)
+    def load(self, config, in_chans):
         return load_detection_data(config.data, resolution=config.resolution, train_limit=config.train_limit,
                                    val_limit=config.val_limit, seed=config.seed or None, in_chans=in_chans,
                                    augment=None if config.augment else "none")  # fmt: skip
