@@ -31,7 +31,7 @@ class Published:
     source: str
     params: str | None = None
     madds: str | None = None
-    resolution: int = 224
+    resolution: int | str = 224  # or "HxW" (P-V3 Table 7: "1024x2048")
     top1: float | None = None
     num_classes: int = 1000
     count_bn: bool = True
@@ -53,6 +53,7 @@ class ModelEntry:
     fixed: dict  # builder arguments that define the variant
     published: tuple[Published, ...] = ()
     description: str = ""
+    task: str = "classification"  # what the model predicts: "classification" or "segmentation"
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -64,21 +65,22 @@ def register(
     fixed: dict,
     published: list[Published] | tuple[Published, ...] = (),
     description: str = "",
+    task: str = "classification",
 ) -> None:
     if name in _REGISTRY:
         raise ValueError(f"model {name!r} is registered twice")
-    _REGISTRY[name] = ModelEntry(name, builder, dict(fixed), tuple(published), description)
+    _REGISTRY[name] = ModelEntry(name, builder, dict(fixed), tuple(published), description, task)
 
 
 def _load_families() -> None:
     # Importing the model modules runs their register() calls.
-    from .models import mobilenet_v1, mobilenet_v2, mobilenet_v3, shufflenet_v1  # noqa: F401
+    from .models import mobilenet_v1, mobilenet_v2, mobilenet_v3, segmentation, shufflenet_v1  # noqa: F401
 
 
-def list_models(pattern: str = "*") -> list[str]:
-    """Registered names matching a shell-style ``pattern`` (``"mobilenet_v3_*"``)."""
+def list_models(pattern: str = "*", task: str | None = None) -> list[str]:
+    """Registered names matching a shell-style ``pattern`` (``"mobilenet_v3_*"``), of one ``task`` if given."""
     _load_families()
-    return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern))
+    return sorted(n for n, e in _REGISTRY.items() if fnmatch.fnmatchcase(n, pattern) and task in (None, e.task))
 
 
 def get_entry(name: str) -> ModelEntry:
@@ -96,7 +98,7 @@ def get_entry(name: str) -> ModelEntry:
 def create_model(
     name: str,
     *,
-    num_classes: int = 1000,
+    num_classes: int | None = None,
     in_chans: int = 3,
     drop_rate: float | None = None,
     bn_eps: float | None = None,
@@ -113,14 +115,16 @@ def create_model(
     does not take is an error that lists the ones it does. ``features_only`` returns the
     backbone as a ``FeatureNetwork`` whose forward gives the feature maps of ``out_indices``
     (indices into ``level_features()``: one per reduction, 2 to 32), as timm's does.
+    ``num_classes`` defaults to the variant's (1000 for ImageNet classifiers, 19 for Cityscapes segmenters).
     """
     entry = get_entry(name)
     accepted = inspect.signature(entry.builder).parameters
     unknown = sorted(set(variant_options) - set(accepted))
     if unknown:
         raise UsageError(f"{name} does not take {unknown}; it takes: {', '.join(accepted)}")
-    options = {**entry.fixed, **variant_options, "num_classes": num_classes, "in_chans": in_chans}
+    options = {**entry.fixed, **variant_options, "in_chans": in_chans}
     for key, value in (
+        ("num_classes", num_classes),
         ("drop_rate", drop_rate),
         ("bn_eps", bn_eps),
         ("bn_momentum", bn_momentum),

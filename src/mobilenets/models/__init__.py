@@ -4,6 +4,7 @@ from .mobilenet_v1 import mobilenet_v1
 from .mobilenet_v2 import mobilenet_v2
 from .mobilenet_v3 import mobilenet_v3
 from .net import FeatureInfo, FeatureNetwork, MobileNet, Network
+from .segmentation import SegmentationNetwork, lraspp, raspp
 from .shufflenet_v1 import shufflenet_v1
 from .spec import BlockSpec
 
@@ -13,8 +14,11 @@ __all__ = [
     "FeatureNetwork",
     "MobileNet",
     "Network",
+    "SegmentationNetwork",
     "mobilenet_v1",
     "mobilenet_v2",
+    "lraspp",
     "mobilenet_v3",
+    "raspp",
     "shufflenet_v1",
 ]
