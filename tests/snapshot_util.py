@@ -59,4 +59,5 @@ if __name__ == "__main__":
 
     torch.set_num_threads(1)
     path = Path(__file__).parent / "snapshots" / "architectures.json"
-    path.write_text(json.dumps({n: snapshot(n) for n in mobilenets.list_models()}, indent=1, sort_keys=True))
+    names = mobilenets.list_models(task="classification")
+    path.write_text(json.dumps({n: snapshot(n) for n in names}, indent=1, sort_keys=True))

@@ -18,7 +18,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="per-layer params and MAdds of a model, and the P-V1 Table 2 breakdown")
     p.add_argument("name", help="registered model name (see `mobilenets list`)")
     p.add_argument("--resolution", "-r", default="224", help="input size: 224 or HxW such as 224x160")
-    p.add_argument("--num-classes", type=int, default=1000)
+    p.add_argument("--num-classes", type=int, default=None, help="default: the model's (1000, or 19 for segmenters)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_info)
 
