@@ -402,7 +402,8 @@ _VARIANTS = {
     ], "R-ASPP on MobileNetV2, OS16 (P-V2 Sec 6.3)"),
     "lraspp_mobilenet_v3_large": (lraspp, dict(backbone="mobilenet_v3_large_100", flavour="torchvision",
                                                num_classes=21), [
-        Published("torchvision LRASPP_MobileNet_V3_Large_Weights", params="3,221,538", num_classes=21),
+        Published("torchvision LRASPP_MobileNet_V3_Large_Weights", params="3,221,538", madds="2.086B", resolution=520,
+                  num_classes=21, note="torchvision's _ops (2.086 GFLOPS) are multiply-adds at 520x520"),
     ], "torchvision's LR-ASPP on MobileNetV3-Large (global pooling, sigmoid, full tail; 21 VOC classes)"),
 }  # fmt: skip
 
