@@ -23,7 +23,7 @@ import torch
 from torch.nn import functional as F
 
 from mobilenets import Preprocessing, create_model, load_model, save_model
-from mobilenets.deploy.data import load_labelled_images
+from mobilenets.data.calibration import load_labelled_images
 from mobilenets.deploy.quantize import quantize_model
 
 DATA = Path("/usr/share/datasets/fashion-mnist")

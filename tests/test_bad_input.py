@@ -198,8 +198,7 @@ def test_quantize_refuses_when_calibration_takes_every_image(tmp_path):
 
 def test_quantize_model_evaluates_on_held_out_images(tmp_path, monkeypatch):
     """quantize_model itself on a train-only IDX dir: the images it scores never calibrated or chose fallbacks."""
-    import mobilenets.deploy.export as export_mod
-
+    import mobilenets.deploy.exporter as export_mod
     import mobilenets.deploy.quantize as q
 
     seen: dict[str, list[set[int]]] = {"calibration": [], "scored": []}
@@ -209,7 +208,7 @@ def test_quantize_model_evaluates_on_held_out_images(tmp_path, monkeypatch):
         Path(out).write_bytes(b"int8")
         return []
 
-    def fake_top1(run, images, labels):
+    def fake_top1(run, images, labels, what=""):
         seen["scored"].append(ids(images))
         return 50.0
 
@@ -337,7 +336,7 @@ def test_options_reach_the_cli_as_one_line(tmp_path, capsys):
 
 def test_corrupt_fashion_mnist_file_fails_its_md5(tmp_path, monkeypatch):
     """A fake package directory with known MD5s: one flipped pixel byte (structure intact) is rejected."""
-    from mobilenets.training import data as data_mod
+    from mobilenets.data import classification as data_mod
 
     package = make_idx(tmp_path / "fashion-mnist", {"train": 20, "test": 10})
     md5s = {path.name.removesuffix(".gz"): (hashlib.md5(path.read_bytes()).hexdigest(), "0" * 32)

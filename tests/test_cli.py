@@ -60,3 +60,19 @@ def test_python_dash_m_entry_point():
     out = subprocess.run([sys.executable, "-m", "mobilenets", "list", "mobilenet_v2_1*"],
                          capture_output=True, text=True, check=True).stdout  # fmt: skip
     assert out.split()[0::4][:3] == ["mobilenet_v2_100", "mobilenet_v2_130", "mobilenet_v2_140"]
+
+
+def test_one_resolution_parser_for_every_command(capsys):
+    from mobilenets.commands import resolution_arg, square_resolution_arg
+
+    assert resolution_arg("160x128") == (160, 128) and resolution_arg("224") == (224, 224)
+    assert square_resolution_arg("56") == 56
+    bad = [["info", "mobilenet_v1_025", "-r", "22x"], ["export", "m", "-r", "abc"],
+           ["bench", "mobilenet_v1_025", "-r", "1x"], ["train", "-m", "mobilenet_v1_025", "-r", "28x32"]]  # fmt: skip
+    for argv in bad:
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2
+    assert "square --resolution" in capsys.readouterr().err
+    assert main(["info", "mobilenet_v1_025", "-r", "160x128", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["resolution"] == [160, 128]

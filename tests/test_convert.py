@@ -120,7 +120,7 @@ def test_timm(tmp_path, name):
     assert ours.config["options"]["padding"] == ("same" if tf_port else "symmetric")
     assert ours.config["options"]["bn_eps"] == (1e-3 if tf_port else 1e-5)
     if name == "mobilenetv1_100h":  # MobileNetV1 with timm's 1024 conv head (a core option, head_chs)
-        assert ours.config["options"]["head_chs"] == 1024 and ours.feature_info[-1].module == "head"
+        assert ours.config["options"]["head_chs"] == 1024 and ours.feature_info[-1].module == "final_conv"
 
 
 @pytest.mark.slow

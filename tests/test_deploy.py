@@ -142,7 +142,7 @@ def _stripes(n, seed):
 def test_load_idx_and_image_folders(tmp_path):
     from PIL import Image
 
-    from mobilenets.deploy.data import load_labelled_images
+    from mobilenets.data.calibration import load_labelled_images
 
     images, labels = _stripes(20, 0)
     _write_idx(tmp_path, "train", images, labels)
@@ -166,7 +166,7 @@ def test_quantize_keeps_accuracy_of_a_trained_model(tmp_path, capsys):
     images, labels = _stripes(600, 1)
     _write_idx(tmp_path, "train", images[:400], labels[:400])
     _write_idx(tmp_path, "test", images[400:], labels[400:])
-    from mobilenets.deploy.data import load_labelled_images
+    from mobilenets.data.calibration import load_labelled_images
 
     pre = Preprocessing((32, 32), 32, channel_order="L", mean=(0.5,), std=(0.5,))
     train = load_labelled_images(tmp_path, pre, split="train")

@@ -17,6 +17,7 @@ import mobilenets
 from mobilenets import Preprocessing
 from mobilenets.cli import main
 from mobilenets.io import OutputExistsError, atomic_write_text, save_model
+from mobilenets.tasks import classification as classification_mod
 from mobilenets.training import TrainingDiverged, get_recipe, resume_config, train
 from mobilenets.training import engine as engine_mod
 from mobilenets.training.engine import CHECKPOINT, RUN_CONFIG
@@ -259,14 +260,14 @@ def test_resume_with_augmentation_dropout_and_ema_is_exact(tmp_path, idx_dir):
 
 
 def test_nan_loss_stops_before_the_step_that_would_spoil_the_weights(tmp_path, idx_dir, monkeypatch):
-    real, calls = engine_mod.idx_batch, []
+    real, calls = classification_mod.idx_batch, []
 
     def nan_on_third(*args, **kwargs):
         x = real(*args, **kwargs)
         calls.append(1)
         return torch.full_like(x, float("nan")) if len(calls) == 3 else x
 
-    monkeypatch.setattr(engine_mod, "idx_batch", nan_on_third)
+    monkeypatch.setattr(classification_mod, "idx_batch", nan_on_third)
     out = tmp_path / "run"
     with pytest.raises(TrainingDiverged, match=r"loss became nan at epoch 1, step 3; the last good checkpoint"):
         train(tiny_config(idx_dir, out, checkpoint_every=1, train_limit=128, val_limit=16))
@@ -316,3 +317,11 @@ def test_a_crash_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, idx
     monkeypatch.setattr(torch, "save", real)
     assert _load(out / CHECKPOINT)["state"]["step"] == 1
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary left behind
+
+
+def test_bench_plot_never_replaces_an_existing_file_unasked(tmp_path, capsys):
+    picture = tmp_path / "mine.png"
+    picture.write_bytes(b"a picture of mine")
+    assert main(["bench", "mobilenet_v1_025", "--runtimes", "eager", "--plot", str(picture)]) == 2
+    assert picture.read_bytes() == b"a picture of mine"
+    assert "--overwrite" in capsys.readouterr().err

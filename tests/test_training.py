@@ -19,8 +19,8 @@ import torch.nn.functional as F
 
 import mobilenets
 from mobilenets.cli import main
+from mobilenets.data import classification as data_mod
 from mobilenets.training import RECIPES, TrainConfig, TrainingDiverged, evaluate, get_recipe, load_data, train
-from mobilenets.training import data as data_mod
 from mobilenets.training.engine import CHECKPOINT, lr_factor, param_groups
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")

@@ -14,8 +14,9 @@ from .models import (
     mobilenet_v3,
     shufflenet_v1,
 )
+from .models.factory import create_model
 from .preprocessing import Preprocessing
-from .registry import create_model, list_models
+from .registry import list_models
 
 __version__ = "0.1.0"
 

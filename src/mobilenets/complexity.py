@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from .layers import ConvNormAct, SqueezeExcite
-from .registry import Published, create_model, get_entry
+from .models.factory import create_model
+from .registry import Published, get_entry
 
 
 @dataclass(frozen=True)
@@ -180,9 +181,20 @@ def parse_figure(text: str) -> tuple[float, float]:
     return value, half_unit
 
 
+def is_exact(text: str) -> bool:
+    """Whether a printed figure is an exact count ("3,504,872"), not a rounded one ("3.5M", "569M")."""
+    return re.fullmatch(r"[\d,]+", text.strip()) is not None
+
+
 def figure_met(count: int, text: str, tolerance: float, truncated: bool = False) -> bool:
-    """Whether ``count`` rounds (or truncates) to the printed figure, or lies within ``tolerance`` of it."""
+    """Whether ``count`` rounds (or truncates) to the printed figure, or lies within ``tolerance`` of it.
+
+    An exact figure ("3,504,872") is met only by that count: a source that printed every digit
+    counted every parameter, so any difference is a difference in the network or the counting.
+    """
     value, half_unit = parse_figure(text)
+    if is_exact(text):
+        return count == value
     if truncated and value <= count < value + 2 * half_unit:
         return True
     return abs(count - value) <= max(half_unit, tolerance * value)

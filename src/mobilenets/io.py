@@ -304,23 +304,10 @@ def read_config(directory: str | os.PathLike) -> dict:
 
 
 def build_from_config(config: dict) -> nn.Module:
-    """An untrained model with the architecture a config describes."""
-    from . import models
+    """An untrained model with the architecture a config describes (``models.factory``)."""
+    from .models.factory import build_from_config as build
 
-    family = config["family"]
-    builder = getattr(models, family, None)
-    if builder is None or not callable(builder):
-        raise ValueError(f"unknown model family {family!r} in config; known: mobilenet_v1, mobilenet_v2, "
-                         "mobilenet_v3, shufflenet_v1")  # fmt: skip
-    import inspect
-
-    unknown = sorted(set(config["options"]) - set(inspect.signature(builder).parameters))
-    if unknown:  # a hand-edited or newer config: a clear error, not a TypeError from the builder
-        raise ValueError(f"config options {unknown} are not options of {family}; "
-                         f"it takes: {', '.join(inspect.signature(builder).parameters)}")  # fmt: skip
-    model = builder(**config["options"])
-    model.name = config.get("name") or family
-    return model
+    return build(config)
 
 
 def load_model(directory: str | os.PathLike, *, device: str | torch.device = "cpu") -> nn.Module:

@@ -5,14 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def predict(directory: str | Path, images: list[str | Path], topk: int = 5) -> list[dict]:
-    """Top-``topk`` classes per image: ``[{"image", "top": [{"index", "label", "probability"}]}]``."""
+def predict(directory: str | Path, images: list[str | Path], topk: int = 5, device: str = "cpu") -> list[dict]:
+    """Top-``topk`` classes per image: ``[{"image", "top": [{"index", "label", "probability"}]}]``.
+
+    ``device``: "cpu", "cuda" or "cuda:N".
+    """
     import torch
     from PIL import UnidentifiedImageError
 
+    from .devices import resolve_device
     from .io import load_model
     from .preprocessing import default_preprocessing, open_image
 
+    target = resolve_device(device)
     if topk < 1:
         raise ValueError(f"--topk must be >= 1, got {topk}")
     model = load_model(directory)
@@ -29,7 +34,7 @@ def predict(directory: str | Path, images: list[str | Path], topk: int = 5) -> l
         except (UnidentifiedImageError, OSError, ValueError) as err:
             raise ValueError(f"cannot read image {path}: {err}") from None
     with torch.inference_mode():
-        probs = model(torch.stack(batch)).softmax(-1)
+        probs = model.to(target)(torch.stack(batch).to(target)).softmax(-1).cpu()
     k = min(topk, model.num_classes)
     values, indices = probs.topk(k, dim=-1)
     labels = model.labels

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -17,9 +16,9 @@ from .errors import UsageError
 class Published:
     """A params/MAdds figure as a source printed it, and the counting convention it used.
 
-    Figures are strings as printed ("4.2M", "569M", "3,504,872"): a figure is met by
-    any count that rounds to it (truncates to it, for sources that truncate), or
-    lies within ``tolerance`` of it.
+    Figures are strings as printed ("4.2M", "569M", "3,504,872"): a rounded figure is
+    met by any count that rounds to it (truncates to it, for sources that truncate),
+    or lies within ``tolerance`` of it; an exact one ("3,504,872") only by that count.
 
     ``num_classes``, ``count_bn``, ``count_classifier`` and ``classifier_bias``
     describe how the source counted; ``options`` rebuild the variant the source
@@ -31,7 +30,7 @@ class Published:
     source: str
     params: str | None = None
     madds: str | None = None
-    resolution: int | str = 224  # or "HxW" (P-V3 Table 7: "1024x2048")
+    resolution: int | str = 224  # or "HxW" (P-V3 Table 7: "1025x2049")
     top1: float | None = None
     num_classes: int = 1000
     count_bn: bool = True
@@ -53,7 +52,7 @@ class ModelEntry:
     fixed: dict  # builder arguments that define the variant
     published: tuple[Published, ...] = ()
     description: str = ""
-    task: str = "classification"  # what the model predicts: "classification" or "segmentation"
+    task: str = "classification"  # what the model predicts: picks the training task, export outputs...
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -72,19 +71,12 @@ def register(
     _REGISTRY[name] = ModelEntry(name, builder, dict(fixed), tuple(published), description, task)
 
 
-def _load_families() -> None:
-    # Importing the model modules runs their register() calls.
-    from .models import mobilenet_v1, mobilenet_v2, mobilenet_v3, segmentation, shufflenet_v1  # noqa: F401
-
-
 def list_models(pattern: str = "*", task: str | None = None) -> list[str]:
     """Registered names matching a shell-style ``pattern`` (``"mobilenet_v3_*"``), of one ``task`` if given."""
-    _load_families()
     return sorted(n for n, e in _REGISTRY.items() if fnmatch.fnmatchcase(n, pattern) and task in (None, e.task))
 
 
 def get_entry(name: str) -> ModelEntry:
-    _load_families()
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=5, cutoff=0.5)
         hint = f"did you mean {', '.join(close)}? " if close else ""
@@ -95,49 +87,3 @@ def get_entry(name: str) -> ModelEntry:
         raise UsageError(f"unknown model {name!r}; {hint}valid names start with {', '.join(families)} "
                          f"(`mobilenets list` shows all {len(_REGISTRY)})")  # fmt: skip
     return _REGISTRY[name]
-
-
-def create_model(
-    name: str,
-    *,
-    num_classes: int | None = None,
-    in_chans: int = 3,
-    drop_rate: float | None = None,
-    bn_eps: float | None = None,
-    bn_momentum: float | None = None,
-    padding: str | None = None,
-    features_only: bool = False,
-    out_indices: tuple[int, ...] | None = None,
-    **variant_options,
-) -> nn.Module:
-    """Build a registered model.
-
-    ``variant_options`` override the builder arguments that define the variant
-    (``width_mult``, ``groups``, ``shuffle``, ``output_stride``, ...); an argument the builder
-    does not take is an error that lists the ones it does. ``features_only`` returns the
-    backbone as a ``FeatureNetwork`` whose forward gives the feature maps of ``out_indices``
-    (indices into ``level_features()``: one per reduction, 2 to 32), as timm's does.
-    ``num_classes`` defaults to the variant's (1000 for ImageNet classifiers, 19 for Cityscapes segmenters).
-    """
-    entry = get_entry(name)
-    accepted = inspect.signature(entry.builder).parameters
-    unknown = sorted(set(variant_options) - set(accepted))
-    if unknown:
-        raise UsageError(f"{name} does not take {unknown}; it takes: {', '.join(accepted)}")
-    options = {**entry.fixed, **variant_options, "in_chans": in_chans}
-    for key, value in (
-        ("num_classes", num_classes),
-        ("drop_rate", drop_rate),
-        ("bn_eps", bn_eps),
-        ("bn_momentum", bn_momentum),
-        ("padding", padding),
-    ):
-        if value is not None:
-            options[key] = value
-    model = entry.builder(**options)
-    model.name = name
-    if features_only:
-        from .models.net import FeatureNetwork
-
-        return FeatureNetwork(model, out_indices)
-    return model

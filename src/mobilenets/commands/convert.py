@@ -43,6 +43,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("directory", type=Path, help="model directory (from convert, train or save_model)")
     p.add_argument("images", type=Path, nargs="+", metavar="IMAGE", help="image files (any format Pillow reads)")
     p.add_argument("--topk", type=int, default=5, help="classes to print per image (default 5)")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda / cuda:N")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run_predict)
 
@@ -64,7 +65,7 @@ def run_convert(args: argparse.Namespace) -> int:
 def run_predict(args: argparse.Namespace) -> int:
     from ..predict import predict
 
-    results = predict(args.directory, args.images, args.topk)
+    results = predict(args.directory, args.images, args.topk, device=args.device)
     if args.json:
         print(json.dumps(results, indent=2))
         return 0

@@ -7,6 +7,8 @@ import json
 import logging
 from pathlib import Path
 
+from . import resolution_arg
+
 log = logging.getLogger(__name__)
 
 
@@ -16,7 +18,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", "-f", default="onnx", help="onnx (default) or openvino")
     p.add_argument("-o", "--output", help="output file (default MODEL_DIR/model.onnx or MODEL_DIR/openvino/model.xml)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
-    p.add_argument("--resolution", "-r", type=int, help="input size (default: the config's preprocessing input size)")
+    p.add_argument("--resolution", "-r", type=resolution_arg,
+                   help="input size, 224 or HxW such as 224x160 (default: the config preprocessing)")  # fmt: skip
     p.add_argument("--batch", type=int, default=1, help="static batch size (default 1)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 20)")
     p.add_argument("--json", action="store_true", help="print the export report as JSON")
@@ -45,11 +48,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runtimes", help="comma list (default eager,optimized,onnxruntime,openvino), 'fp32' or 'all'")
     p.add_argument("--threads", default="1", help="comma list of thread counts (default 1)")
     p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--resolution", "-r", type=int, help="input size (default: the model's preprocessing, else 224)")
+    p.add_argument("--resolution", "-r", type=resolution_arg,
+                   help="input size, 224 or HxW (default: the model's preprocessing, else 224)")  # fmt: skip
     p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (default 5)")
     p.add_argument("--round-seconds", type=float, default=0.3, help="seconds per configuration per round")
     p.add_argument("--json", action="store_true", help="print a JSON list")
     p.add_argument("--plot", metavar="FILE.png", help="draw latency vs MAdds (and vs top-1 when known)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --plot file")
+    p.add_argument("--device", default="cpu",
+                   help="cpu (default) or cuda / cuda:N: times the PyTorch runtimes (default eager,optimized) "
+                        "on the GPU; an error when CUDA is not available")  # fmt: skip
     p.set_defaults(func=cmd_bench)
 
 
@@ -115,7 +123,7 @@ def cmd_quantize(args) -> int:
 def load_target(target: str):
     """A model directory, or a registered name (random weights: latency does not depend on them)."""
     from ..io import load_model
-    from ..registry import create_model
+    from ..models.factory import create_model
 
     path = Path(target)
     if path.is_dir():
@@ -127,13 +135,19 @@ def load_target(target: str):
 
 def cmd_bench(args) -> int:
     from ..deploy.bench import INT8_FILE, bench_models, format_table, parse_runtimes, parse_threads, plot
+    from ..devices import resolve_device
 
-    runtimes = parse_runtimes(args.runtimes)
+    resolve_device(args.device)  # a wrong --device is the first error, before any model is built
+    runtimes = parse_runtimes(args.runtimes) if args.runtimes or args.device == "cpu" else None
     threads = parse_threads(args.threads)
     if args.batch < 1 or args.rounds < 1 or args.round_seconds <= 0:
         raise ValueError("--batch and --rounds must be >= 1 and --round-seconds > 0")
     if args.plot and Path(args.plot).suffix.lower() not in (".png", ".svg", ".pdf"):
         raise ValueError(f"--plot writes .png, .svg or .pdf, got {args.plot}")
+    if args.plot:  # before minutes of timing: an existing picture is replaced only when asked
+        from ..io import check_output
+
+        check_output(args.plot, directory=False, overwrite=args.overwrite)
     models, int8_paths = {}, {}
     for target in args.targets:
         model = load_target(target)
@@ -144,7 +158,7 @@ def cmd_bench(args) -> int:
     try:
         results = bench_models(models, runtimes=runtimes, threads=threads, batch=args.batch,
                                resolution=args.resolution, int8_paths=int8_paths, rounds=args.rounds,
-                               round_seconds=args.round_seconds)  # fmt: skip
+                               round_seconds=args.round_seconds, device=args.device)  # fmt: skip
     except ImportError as err:
         raise _runtime_error(err) from None
     if args.json:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from ..complexity import Comparison, compare_published, profile
-from ..registry import create_model, get_entry, list_models
+from ..models.factory import create_model
+from ..registry import get_entry, list_models
+from . import resolution_arg
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -17,14 +20,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("info", help="per-layer params and MAdds of a model, and the P-V1 Table 2 breakdown")
     p.add_argument("name", help="registered model name (see `mobilenets list`)")
-    p.add_argument("--resolution", "-r", default="224", help="input size: 224 or HxW such as 224x160")
+    p.add_argument("--resolution", "-r", type=resolution_arg, default=(224, 224),
+                   help="input size: 224 or HxW such as 224x160")  # fmt: skip
     p.add_argument("--num-classes", type=int, default=None, help="default: the model's (1000, or 19 for segmenters)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("zoo", help="every registered model beside its published params and MAdds")
+    p = sub.add_parser("zoo", help="every registered model beside its published params and MAdds (exit 1: mismatch)")
     p.add_argument("pattern", nargs="?", default="*", help="shell-style pattern")
-    p.add_argument("--json", action="store_true", help="print a JSON list")
+    p.add_argument("--json", action="store_true", help="print a JSON list (the summary line goes to stderr)")
     p.set_defaults(func=cmd_zoo)
 
 
@@ -80,9 +84,23 @@ def _status(comp: Comparison) -> str:
     return "erratum" if comp.published.erratum else "ok"
 
 
+def zoo_summary(rows: list[dict]) -> str:
+    """What ``zoo`` checked: models, those with published figures, comparisons (one per source row), figures."""
+    models = {r["model"] for r in rows}
+    compared = [r for r in rows if "source" in r]
+    figures = sum((r["checked_params"] is not None) + (r["checked_madds"] is not None) for r in compared)
+    mismatches = sum(r["status"] == "MISMATCH" for r in compared)
+    verdict = f"{mismatches} MISMATCHES" if mismatches else "all within tolerance"
+    return (f"{len(models)} models, {len({r['model'] for r in compared})} with published figures, "
+            f"{len(compared)} comparisons ({figures} params/MAdds figures), {verdict}")  # fmt: skip
+
+
 def cmd_zoo(args) -> int:
     rows = []
-    for name in list_models(args.pattern):
+    names = list_models(args.pattern)
+    if not names:
+        raise ValueError(f"no model matches {args.pattern!r}; try `mobilenets list`")
+    for name in names:
         model_profile = profile(create_model(name))
         comparisons = compare_published(name)
         if not comparisons:
@@ -98,9 +116,12 @@ def cmd_zoo(args) -> int:
                 "madds_diff": Comparison.relative(comp.madds, comp.madds_text),
                 "top1": pub.top1, "status": _status(comp), "erratum": pub.erratum, "note": pub.note,
             })  # fmt: skip
+    # A mismatch fails the command whatever the output format: scripts read --json.
+    failed = any(r.get("status") == "MISMATCH" for r in rows)
     if args.json:
         print(json.dumps(rows, indent=1))
-        return 0
+        print(zoo_summary(rows), file=sys.stderr)
+        return 1 if failed else 0
     header = (
         f"{'model':<32} {'source':<34} {'res':>4} {'params':>8} {'published':>10} {'diff':>6}"
         f" {'MAdds':>8} {'published':>10} {'diff':>6} {'top1':>5}  status"
@@ -122,6 +143,5 @@ def cmd_zoo(args) -> int:
         print("\nErrata (the figure checked instead is in the diff column):")
         for text in sorted(errata):
             print(f"- {text}")
-    mismatches = sum(r.get("status") == "MISMATCH" for r in rows)
-    print(f"\n{len(rows)} figures, {mismatches} mismatches")
-    return 1 if mismatches else 0
+    print(f"\n{zoo_summary(rows)}")
+    return 1 if failed else 0

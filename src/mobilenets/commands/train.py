@@ -7,10 +7,13 @@ import dataclasses
 import json
 import logging
 
+from . import square_resolution_arg
+
 log = logging.getLogger(__name__)
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
+    from ..devices import DEVICE_HELP
     from ..training.recipes import RECIPES
 
     # No defaults in the namespace: an option is in it only when given, so --resume can tell what the
@@ -53,7 +56,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--resolution",
         "-r",
-        type=int,
+        type=square_resolution_arg,
         help="input size (default: 28 for IDX data when the model takes it, else 32; 224 for ImageFolder)",
     )
     p.add_argument("--in-chans", type=int, choices=[1, 3], help="1: grayscale, 3: RGB (default: the data's)")
@@ -76,6 +79,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-steps", type=int, help="stop (with a checkpoint) after N steps in total")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.add_argument("--no-tensorboard", dest="tensorboard", action="store_false")
+    p.add_argument("--device", help=DEVICE_HELP + " (--resume: the run's, unless given)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="top-1/top-5 and loss of a run directory's best model or a model directory")
@@ -88,11 +92,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--tta", action="store_true",
                    help="flip test-time augmentation: average the logits of each image and its mirror")  # fmt: skip
+    p.add_argument("--device", default="cpu", help=DEVICE_HELP)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_eval)
 
 
-_NOT_RECIPE = {"command", "func", "verbose", "resume", "output", "overwrite"}
+_NOT_RECIPE = {"command", "func", "verbose", "quiet", "resume", "output", "overwrite"}
 
 
 def cmd_train(args) -> int:
@@ -135,7 +140,7 @@ def cmd_eval(args) -> int:
     from ..training import evaluate
 
     metrics = evaluate(args.path, args.data, batch_size=args.batch_size, limit=args.limit, workers=args.workers,
-                       tta=args.tta)  # fmt: skip
+                       tta=args.tta, device=args.device)  # fmt: skip
     if args.json:
         print(json.dumps({k: v for k, v in metrics.items() if k != "confusion"}))
         return 0

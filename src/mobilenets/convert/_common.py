@@ -33,11 +33,9 @@ class Target:
     extra: dict = field(default_factory=dict)
 
     def build(self, num_classes: int) -> nn.Module:
-        from .. import models
+        from ..models.factory import build
 
-        model = getattr(models, self.family)(**{**self.options, "num_classes": num_classes})
-        model.name = self.name
-        return model
+        return build(self.family, {**self.options, "num_classes": num_classes}, self.name)
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,14 @@
 Configurations are timed round-robin (a slice of each in turn, for several rounds) so that
 noise from other processes on a shared machine falls on all of them alike; each reports
 the median and p90 of single-call wall times, images/s, and achieved GFLOP/s with its
-share of the measured per-core FMA peak (``peak.py``).
+share of the measured per-core peak (``peak.py``): the fp32 FMA peak for fp32 runtimes, the
+int8 (AMX or VNNI) peak for INT8 ones. A share above 100% means the peak was measured too
+low: it is printed as 100% and flagged, never as more.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import tempfile
@@ -21,7 +24,7 @@ import torch
 from torch import nn
 
 from .optimize import optimize
-from .peak import core_peak_gflops, cpu_features
+from .peak import core_int8_peak_gops, core_peak_gflops, cpu_features
 from .runtimes import available, ort_runner, ov_runner
 
 log = logging.getLogger(__name__)
@@ -40,6 +43,7 @@ RUNTIMES = {
 }
 DEFAULT_RUNTIMES = ("eager", "optimized", "onnxruntime", "openvino")
 FP32_RUNTIMES = ("eager", "optimized", "compile", "onnxruntime", "openvino")
+TORCH_RUNTIMES = ("eager", "optimized", "compile")  # the only ones that run on --device cuda
 INT8_FILE = "model.int8.onnx"
 
 
@@ -56,15 +60,35 @@ class BenchResult:
     madds: int
     images_per_s: float = 0.0
     gflops: float = 0.0
-    peak_share: float = 0.0  # achieved GFLOP/s / (threads x measured per-core FMA peak)
+    # achieved G(FL)OP/s / (threads x measured per-core peak of ``peak_basis``), at most 1; None: no peak
+    peak_share: float | None = None
+    peak_basis: str = ""  # "fp32" (FMA peak), "int8" (AMX/VNNI peak) or "" (bf16, or no int8 peak)
     top1: float | None = None
     extra: dict = field(default_factory=dict)
+    device: str = "cpu"  # where the model ran: "cpu", or "cuda" for --device cuda (PyTorch runtimes)
 
-    def finish(self, peak_per_core: float) -> BenchResult:
+    def finish(self, peak_per_core: float, int8_peak_per_core: float | None = None) -> BenchResult:
         seconds = self.median_ms / 1e3
         self.images_per_s = self.batch / seconds
         self.gflops = 2 * self.madds * self.batch / seconds / 1e9
-        self.peak_share = self.gflops / (peak_per_core * self.threads)
+        if self.device != "cpu":
+            self.peak_basis, peak = "", None  # the peaks are one CPU core's
+        elif "int8" in self.runtime:
+            self.peak_basis, peak = ("int8", int8_peak_per_core) if int8_peak_per_core else ("", None)
+        elif "bf16" in self.runtime:
+            self.peak_basis, peak = "", None  # no bf16 peak is measured
+        else:
+            self.peak_basis, peak = "fp32", peak_per_core
+        if peak is None:
+            self.peak_share = None
+            return self
+        share = self.gflops / (peak * self.threads)
+        if share > 1:
+            # Nothing runs faster than the peak: the peak measurement is wrong (too narrow a loop, a
+            # throttled core when it ran). Keep the raw ratio for the record, never report it as a share.
+            self.extra["peak_exceeded"] = share
+            share = 1.0
+        self.peak_share = share
         return self
 
     def as_dict(self) -> dict:
@@ -112,11 +136,20 @@ def parse_threads(text: str | int | list[int]) -> list[int]:
     return values
 
 
-def _torch_runner(module: nn.Module, threads: int) -> Callable[[np.ndarray], np.ndarray]:
+def _torch_runner(module: nn.Module, threads: int, device: torch.device | None = None) -> Callable:
+    device = device or torch.device("cpu")
+    on_device: list = []  # [(array, its copy on the device)]: copied once, so that a call times the model only
+
     def run(x: np.ndarray):
         torch.set_num_threads(threads)
         with torch.inference_mode():
-            return module(torch.from_numpy(x))
+            if device.type == "cpu":
+                return module(torch.from_numpy(x))
+            if not on_device or on_device[0][0] is not x:
+                on_device[:] = [(x, torch.from_numpy(x).to(device))]
+            out = module(on_device[0][1])
+            torch.cuda.synchronize(device)  # CUDA calls return before the kernels finish
+            return out
 
     return run
 
@@ -124,8 +157,11 @@ def _torch_runner(module: nn.Module, threads: int) -> Callable[[np.ndarray], np.
 class RunnerFactory:
     """Builds one callable per (runtime, threads) for one model, exporting artifacts once into ``workdir``."""
 
-    def __init__(self, model: nn.Module, shape: tuple, workdir: Path, int8_path: Path | None = None):
-        self.model = model.eval()
+    def __init__(self, model: nn.Module, shape: tuple, workdir: Path, int8_path: Path | None = None,
+                 device: torch.device | None = None):  # fmt: skip
+        self.device = device or torch.device("cpu")
+        # On a GPU a copy is timed: the caller's model stays where it was.
+        self.model = (model if self.device.type == "cpu" else copy.deepcopy(model).to(self.device)).eval()
         self.shape = shape
         self.workdir = workdir
         self.int8_path = int8_path
@@ -158,15 +194,15 @@ class RunnerFactory:
 
     def make(self, runtime: str, threads: int) -> Callable[[np.ndarray], np.ndarray]:
         if runtime == "eager":
-            return _torch_runner(self.model, threads)
+            return _torch_runner(self.model, threads, self.device)
         if runtime == "optimized":
             if "optimized" not in self._cache:
                 self._cache["optimized"] = optimize(self.model)
-            return _torch_runner(self._cache["optimized"], threads)
+            return _torch_runner(self._cache["optimized"], threads, self.device)
         if runtime == "compile":
             if "compile" not in self._cache:
                 self._cache["compile"] = torch.compile(optimize(self.model))
-            return _torch_runner(self._cache["compile"], threads)
+            return _torch_runner(self._cache["compile"], threads, self.device)
         if runtime == "onnxruntime":
             return ort_runner(self._onnx(), threads)
         if runtime == "openvino":
@@ -190,13 +226,20 @@ def time_interleaved(
     rounds: int = 5,
     round_seconds: float = 0.3,
     min_calls: int = 5,
+    desc: str | None = None,
+    progress: bool | None = None,
 ) -> dict[str, list[float]]:
-    """Per-call wall times (s) of each runner, taken round-robin: ``rounds`` slices of ~``round_seconds`` each."""
+    """Per-call wall times (s) of each runner, taken round-robin: ``rounds`` slices of ~``round_seconds`` each.
+
+    ``progress``: a bar over the rounds (None: when stderr is a terminal), labelled ``desc``.
+    """
+    from ..progress import progress as with_bar
+
     for run in runners.values():
         for _ in range(warmup):
             run(x)
     times: dict[str, list[float]] = {key: [] for key in runners}
-    for _ in range(rounds):
+    for _ in with_bar(range(rounds), desc, enabled=progress, unit="round"):
         for key, run in runners.items():
             start_round = time.perf_counter()
             calls = 0
@@ -220,58 +263,94 @@ def bench_models(
     runtimes: list[str] | None = None,
     threads: list[int] | None = None,
     batch: int = 1,
-    resolution: int | None = None,
+    resolution: int | tuple[int, int] | None = None,
     int8_paths: dict[str, Path] | None = None,
     rounds: int = 5,
     round_seconds: float = 0.3,
     workdir: str | os.PathLike | None = None,
+    device: str = "cpu",
+    progress: bool | None = None,
 ) -> list[BenchResult]:
-    """Time every model in every runtime at every thread count; configurations of one thread count interleaved."""
-    from ..complexity import profile
+    """Time every model in every runtime at every thread count; configurations of one thread count interleaved.
 
+    ``device`` "cuda" times the PyTorch runtimes on the GPU (default there: eager, optimized);
+    ``progress``: bars over the timing rounds (None: when stderr is a terminal).
+    """
+    from ..complexity import parse_resolution, profile
+    from ..devices import resolve_device
+
+    target = resolve_device(device)
+    if target.type != "cpu":
+        runtimes = list(runtimes or ("eager", "optimized"))
+        cpu_only = [rt for rt in runtimes if rt not in TORCH_RUNTIMES]
+        if cpu_only:
+            raise ValueError(f"runtime {cpu_only[0]!r} runs on the CPU only; with --device {device} use "
+                             f"--runtimes {','.join(TORCH_RUNTIMES)} (or a part of it)")  # fmt: skip
     runtimes = list(runtimes or DEFAULT_RUNTIMES)
     threads = threads or [1]
     check_installed(runtimes)
     peak, _ = core_peak_gflops()
+    int8_peak = core_int8_peak_gops()[0] if any("int8" in rt for rt in runtimes) else None
     cpu = cpu_features().summary()
     results = []
     with tempfile.TemporaryDirectory(prefix="mobilenets-bench-", dir=workdir) as tmp:
         factories, inputs, madds = {}, {}, {}
         for name, model in models.items():
             pre = getattr(model, "preprocessing", None)
-            res = resolution or (pre.input_size[0] if pre is not None else 224)
-            shape = (batch, getattr(model, "in_chans", 3), res, res)
+            res = parse_resolution(resolution or (tuple(pre.input_size) if pre is not None else 224))
+            shape = (batch, getattr(model, "in_chans", 3), *res)
             int8 = (int8_paths or {}).get(name)
-            factories[name] = RunnerFactory(model, shape, Path(tmp), int8)
+            factories[name] = RunnerFactory(model, shape, Path(tmp), int8, target)
             inputs[name] = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
             madds[name] = profile(model, res).madds
         for n_threads in threads:
             for name in models:
                 runners = {rt: factories[name].make(rt, n_threads) for rt in runtimes}
-                times = time_interleaved(runners, inputs[name], rounds=rounds, round_seconds=round_seconds)
+                times = time_interleaved(runners, inputs[name], rounds=rounds, round_seconds=round_seconds,
+                                         desc=f"{name}, {n_threads} thr", progress=progress)  # fmt: skip
                 for rt in runtimes:
                     median, p90 = summarize(times[rt])
                     res = inputs[name].shape[-1]
                     top1 = (getattr(models[name], "metadata", None) or {}).get("top1")
                     results.append(BenchResult(name, rt, n_threads, batch, res, median, p90, len(times[rt]),
-                                               madds[name], top1=top1, extra={"cpu": cpu}).finish(peak))  # fmt: skip
+                                               madds[name], top1=top1, extra={"cpu": cpu}, device=str(target))
+                                   .finish(peak, int8_peak))  # fmt: skip
     torch.set_num_threads(max(threads))
+    for r in results:
+        if "peak_exceeded" in r.extra:
+            log.warning("%s %s ran at %.0f%% of the measured %s peak: the peak measurement is too low; "
+                        "the share is shown as 100%%", r.model, r.runtime, 100 * r.extra["peak_exceeded"],
+                        r.peak_basis)  # fmt: skip
     return results
+
+
+def _share(r: BenchResult) -> str:
+    if r.peak_share is None:
+        return "n/a"
+    return f"{100 * r.peak_share:.0f}%" + ("!" if "peak_exceeded" in r.extra else "")
 
 
 def format_table(results: list[BenchResult]) -> str:
     peak, how = core_peak_gflops()
+    int8_peak, int8_how = core_int8_peak_gops() if any("int8" in r.runtime for r in results) else (None, "")
     header = (f"{'model':<26} {'runtime':<17} {'thr':>3} {'median ms':>9} {'p90 ms':>8} {'img/s':>8} "
               f"{'MAdds':>7} {'GFLOP/s':>8} {'% peak':>6}")  # fmt: skip
     lines = [header, "-" * len(header)]
     for r in results:
-        share = f"{100 * r.peak_share:5.0f}%" if "int8" not in r.runtime and "bf16" not in r.runtime else "  n/a"
+        share = _share(r)
         lines.append(
             f"{r.model:<26} {r.runtime:<17} {r.threads:>3} {r.median_ms:>9.2f} {r.p90_ms:>8.2f} {r.images_per_s:>8.1f} "
             f"{r.madds / 1e6:>6.1f}M {r.gflops:>8.1f} {share:>6}"
         )
-    lines.append(f"\npeak: {peak:.0f} GFLOP/s per core ({how}); GFLOP/s = 2 x MAdds x batch / median; "
-                 "% peak is for fp32 only")  # fmt: skip
+    int8_text = f", int8 {int8_peak:.0f} GOP/s ({int8_how})" if int8_peak else f", int8: {int8_how}" if int8_how else ""
+    lines.append(f"\npeak per core: fp32 {peak:.0f} GFLOP/s ({how}){int8_text}")
+    lines.append("GFLOP/s = 2 x MAdds x batch / median; % peak: fp32 runtimes against the fp32 peak x threads, "
+                 "INT8 ones against the int8 peak, bf16 n/a")  # fmt: skip
+    devices = sorted({r.device for r in results if r.device != "cpu"})
+    if devices:
+        lines.append(f"device: {', '.join(devices)} for the PyTorch runtimes (% peak n/a: the peaks are a CPU core's)")
+    if any("peak_exceeded" in r.extra for r in results):
+        lines.append("!: faster than the measured peak, so that peak was measured too low; shown as 100%")
     lines.append(f"cpu: {cpu_features().summary()}")
     return "\n".join(lines)
 

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..io import atomic_write, check_output, default_mode
+from ..models.signature import outputs_as_list
 from .optimize import optimize
 from .runtimes import ort_runner, ov_runner, require
 
@@ -62,6 +63,21 @@ def input_shape_of(model: nn.Module, resolution: int | tuple[int, int] | None = 
     return (batch, in_chans, int(h), int(w))
 
 
+def names_of(model: nn.Module) -> tuple[list[str], list[str]]:
+    """Input and output names from the model's signature (``logits`` for a classifier)."""
+    signature = getattr(model, "signature", None)
+    if signature is None:
+        return ["input"], ["logits"]
+    return signature.input_names, signature.output_names
+
+
+def max_rel_error_all(outs: list[np.ndarray], refs: list[np.ndarray]) -> float:
+    """The largest ``max_rel_error`` over several named outputs (they must match in number and shape)."""
+    if len(outs) != len(refs) or any(np.shape(o) != np.shape(r) for o, r in zip(outs, refs, strict=False)):
+        return float("inf")
+    return max(max_rel_error(o, r) for o, r in zip(outs, refs, strict=True))
+
+
 def max_rel_error(out: np.ndarray, ref: np.ndarray) -> float:
     """max |out - ref| / max |ref|: the scale-free error used by every check here."""
     scale = float(np.abs(ref).max()) or 1.0
@@ -81,7 +97,9 @@ def readable(path: Path) -> None:
     os.chmod(path, 0o666 & ~umask)
 
 
-def _write_onnx(model: nn.Module, path: Path, example: torch.Tensor, opset: int) -> None:
+def _write_onnx(
+    model: nn.Module, path: Path, example: torch.Tensor, opset: int, names: tuple[list[str], list[str]]
+) -> None:
     require("onnx")
     require("onnxscript")
     import warnings
@@ -91,29 +109,30 @@ def _write_onnx(model: nn.Module, path: Path, example: torch.Tensor, opset: int)
         logging.getLogger(name).setLevel(logging.WARNING)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
+        inputs, outputs = names
         program = torch.onnx.export(
-            model, (example,), dynamo=True, opset_version=opset, input_names=["input"], output_names=["logits"],
+            model, (example,), dynamo=True, opset_version=opset, input_names=inputs, output_names=outputs,
             external_data=False, optimize=True, verbose=False,
         )  # fmt: skip
     program.save(str(path), external_data=False)
 
 
-def _check_onnx(path: Path, reference: np.ndarray, example: np.ndarray, tolerance: float) -> float:
+def _check_onnx(path: Path, reference: list[np.ndarray], example: np.ndarray, tolerance: float) -> float:
     onnx = require("onnx")
     onnx.checker.check_model(str(path), full_check=True)
-    error = max_rel_error(ort_runner(path)(example), reference)
+    error = max_rel_error_all(ort_runner(path, all_outputs=True)(example), reference)
     if not error <= tolerance:
         raise ValueError(f"ONNX Runtime output differs from PyTorch by {error:.2e} (max relative error), "
                          f"more than the {tolerance:.0e} allowed; nothing was written")  # fmt: skip
     return error
 
 
-def _prepare(model: nn.Module, shape: tuple, seed: int = 0) -> tuple[nn.Module, torch.Tensor, np.ndarray]:
+def _prepare(model: nn.Module, shape: tuple, seed: int = 0) -> tuple[nn.Module, torch.Tensor, list[np.ndarray]]:
     # Export-friendly inference copy: BN folded, plain NCHW convolutions.
     inference = optimize(model, channels_last=False)
     example = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
-        reference = model.eval()(example).numpy()
+        reference = [t.numpy() for t in outputs_as_list(model.eval()(example))]
     return inference, example, reference
 
 
@@ -138,7 +157,7 @@ def export_onnx(
     errors: list[float] = []
 
     def write(tmp: Path) -> None:
-        _write_onnx(inference, tmp, example, opset)
+        _write_onnx(inference, tmp, example, opset, names_of(model))
         errors.append(_check_onnx(tmp, reference, example.numpy(), tolerance))
         readable(tmp)
 
@@ -174,11 +193,11 @@ def export_openvino(
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         onnx_path = tmp / "model.onnx"
-        _write_onnx(inference, onnx_path, example, opset)
+        _write_onnx(inference, onnx_path, example, opset, names_of(model))
         require("onnx").checker.check_model(str(onnx_path), full_check=True)
         # compress_to_fp16 defaults to True: keep the weights fp32 so the IR matches PyTorch.
         ov.save_model(ov.convert_model(str(onnx_path)), str(tmp / "model.xml"), compress_to_fp16=False)
-        error = max_rel_error(ov_runner(tmp / "model.xml")(example.numpy()), reference)
+        error = max_rel_error_all(ov_runner(tmp / "model.xml", all_outputs=True)(example.numpy()), reference)
         if not error <= tolerance:
             raise ValueError(f"OpenVINO output differs from PyTorch by {error:.2e} (max relative error), "
                              f"more than the {tolerance:.0e} allowed; nothing was written")  # fmt: skip

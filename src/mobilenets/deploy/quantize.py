@@ -199,8 +199,11 @@ def early_convs(onnx_path: str | os.PathLike, count: int) -> list[str]:
     return [n.name for n in onnx.load(str(onnx_path)).graph.node if n.op_type == "Conv"][:count]
 
 
-def _top1(run, images: np.ndarray, labels: np.ndarray) -> float:
-    correct = sum(int(np.argmax(run(images[i : i + 1]))) == int(labels[i]) for i in range(len(labels)))
+def _top1(run, images: np.ndarray, labels: np.ndarray, desc: str = "top-1") -> float:
+    from ..progress import progress  # a bar when stderr is a terminal (and not --quiet)
+
+    indices = progress(range(len(labels)), desc, unit="img")
+    correct = sum(int(np.argmax(run(images[i : i + 1]))) == int(labels[i]) for i in indices)
     return 100.0 * correct / len(labels)
 
 
@@ -219,7 +222,7 @@ def split_images(data, pre, labels, *, calibration: int, eval_images: int, valid
     one split): consecutive slices, calibration, then evaluation, then validation. No image is
     in two of them: the evaluation never sees the images that set the scales or chose fallbacks.
     """
-    from .data import idx_splits, load_labelled_images
+    from ..data.calibration import idx_splits, load_labelled_images
 
     root = Path(data)
     splits = idx_splits(root) if root.is_dir() else []
@@ -313,18 +316,19 @@ def quantize_model(
         run_fp32 = make(fp32_path, threads)
         fallback = 0
         if max_drop is not None and held_out is not None:
-            val_fp32 = _top1(run_fp32, held_out.images, held_out.labels)
+            val_fp32 = _top1(run_fp32, held_out.images, held_out.labels, "validation fp32")
             n_convs = len(early_convs(fp32_path, 10**6))
-            val_drop = val_fp32 - _top1(make(int8_tmp, threads), held_out.images, held_out.labels)
+            val_drop = val_fp32 - _top1(make(int8_tmp, threads), held_out.images, held_out.labels, "validation int8")
             while val_drop > max_drop and max(1, 2 * fallback) <= n_convs // 2:
                 fallback = max(1, 2 * fallback)
                 excluded = quantize_onnx(fp32_path, int8_tmp, batches, keep_float=keep_float, method=method,
                                          extra_float=early_convs(fp32_path, fallback))  # fmt: skip
-                val_drop = val_fp32 - _top1(make(int8_tmp, threads), held_out.images, held_out.labels)
+                val_drop = val_fp32 - _top1(make(int8_tmp, threads), held_out.images, held_out.labels,
+                                            f"validation int8, {fallback} convs float")  # fmt: skip
                 log.info("validation drop %.2f with the first %d convs in float", val_drop, fallback)
         run_int8 = make(int8_tmp, threads)
-        top1_fp32 = _top1(run_fp32, evaluation.images, evaluation.labels)
-        top1_int8 = _top1(run_int8, evaluation.images, evaluation.labels)
+        top1_fp32 = _top1(run_fp32, evaluation.images, evaluation.labels, "eval fp32")
+        top1_int8 = _top1(run_int8, evaluation.images, evaluation.labels, "eval int8")
         latency = _latency_ms({"fp32": run_fp32, "int8": run_int8}, evaluation.images[:1])
         atomic_write(out_path, lambda dst: (dst.write_bytes(int8_tmp.read_bytes()), readable(dst)))
     report = QuantizeReport(

@@ -49,9 +49,14 @@ def ort_session(path: str | os.PathLike, threads: int = 1):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def ort_runner(path: str | os.PathLike, threads: int = 1) -> Callable[[np.ndarray], np.ndarray]:
+def ort_runner(
+    path: str | os.PathLike, threads: int = 1, all_outputs: bool = False
+) -> Callable[[np.ndarray], np.ndarray]:
+    """A call that runs the model on one input array: its first output, or the list of all of them."""
     session = ort_session(path, threads)
     input_name = session.get_inputs()[0].name
+    if all_outputs:
+        return lambda x: session.run(None, {input_name: x})
     return lambda x: session.run(None, {input_name: x})[0]
 
 
@@ -70,7 +75,10 @@ def ov_compiled(path: str | os.PathLike, threads: int = 1, precision: str = "f32
     return core.compile_model(core.read_model(str(Path(path))), "CPU", config)
 
 
-def ov_runner(path: str | os.PathLike, threads: int = 1, precision: str = "f32") -> Callable[[np.ndarray], np.ndarray]:
+def ov_runner(
+    path: str | os.PathLike, threads: int = 1, precision: str = "f32", all_outputs: bool = False
+) -> Callable[[np.ndarray], np.ndarray]:
+    """A call that runs the model on one input array: its first output, or the list of all of them."""
     compiled = ov_compiled(path, threads, precision)
     request = compiled.create_infer_request()
     output = compiled.outputs[0]
@@ -78,6 +86,7 @@ def ov_runner(path: str | os.PathLike, threads: int = 1, precision: str = "f32")
     def run(x: np.ndarray) -> np.ndarray:
         # share_inputs: OpenVINO reads the caller's array in place instead of copying it (0.1-0.4 ms of a
         # 3 ms V3-Small call here); the output is still copied out, so later calls cannot overwrite it.
-        return request.infer({0: np.ascontiguousarray(x, dtype=np.float32)}, share_inputs=True)[output]
+        result = request.infer({0: np.ascontiguousarray(x, dtype=np.float32)}, share_inputs=True)
+        return [result[o] for o in compiled.outputs] if all_outputs else result[output]
 
     return run

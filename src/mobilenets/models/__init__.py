@@ -8,6 +8,9 @@ from .segmentation import SegmentationNetwork, lraspp, raspp
 from .shufflenet_v1 import shufflenet_v1
 from .spec import BlockSpec
 
+# The families a config.json may name (models.factory builds them); heads add theirs here.
+FAMILIES = ["mobilenet_v1", "mobilenet_v2", "mobilenet_v3", "shufflenet_v1", "lraspp", "raspp"]
+
 __all__ = [
     "BlockSpec",
     "FeatureInfo",

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..layers import ConvNormAct, InvertedResidual, NormConfig, make_activation
+from .signature import Signature, classifier_signature
 from .spec import BlockSpec, apply_output_stride, build_block, check_chain
 
 MIN_INPUT_SIZE = 32  # with the paper's stride-2 stem; a stride-1 stem halves it
@@ -45,7 +46,7 @@ def _check_stem_stride(stem_stride: int) -> None:
 
 def _tracing() -> bool:
     """Shape checks are Python control flow on tensor sizes: skip them under fx, export and compile."""
-    return torch.fx._symbolic_trace.is_fx_tracing() or torch.compiler.is_compiling() or torch.jit.is_tracing()
+    return torch.fx._symbolic_trace.is_fx_symbolic_tracing() or torch.compiler.is_compiling() or torch.jit.is_tracing()
 
 
 @dataclass(frozen=True)
@@ -259,6 +260,11 @@ class Network(nn.Module):
     def config(self) -> dict:
         """Everything needed to rebuild this model: family builder and its options."""
         return {"name": self.name, "family": self.family, "options": dict(self.options)}
+
+    @property
+    def signature(self) -> Signature:
+        """The input image batch and the logits (or pooled features when the classifier is removed)."""
+        return classifier_signature(self.in_chans, self.num_classes)
 
 
 MobileNet = Network  # the name before ShuffleNet shared the class; kept for existing code

@@ -28,8 +28,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..layers import ConvNormAct, NormConfig, make_divisible
-from ..registry import Published, create_model, get_entry, register
+from ..registry import Published, get_entry, register
+from .factory import create_model
 from .net import Network, _tracing, check_common
+from .signature import Signature, TensorSpec
 from .spec import BlockSpec
 
 FLAVOURS = ("paper", "torchvision")
@@ -253,6 +255,13 @@ class SegmentationNetwork(nn.Module):
     def config(self) -> dict:
         """Everything needed to rebuild this model: family builder and its options."""
         return {"name": self.name, "family": self.family, "options": dict(self.options)}
+
+    @property
+    def signature(self) -> Signature:
+        """What export, bench and predict read: one image batch in, per-pixel logits at its size out."""
+        image = TensorSpec("input", ("N", self.in_chans, "H", "W"), "normalized image batch (the model's preprocessing)")
+        logits = TensorSpec("logits", ("N", self.num_classes, "H", "W"), "per-pixel class scores at the input size")
+        return Signature("segmentation", (image,), (logits,))
 
 
 def _check_head(num_classes: int, in_chans: int, head_chs: int, drop_rate: float) -> None:

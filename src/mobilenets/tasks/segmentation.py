@@ -132,7 +132,7 @@ def check_segmentation_model(model: nn.Module | str) -> None:
 
 def create_segmentation_model(name: str, *, num_classes: int | None = None, in_chans: int = 3) -> nn.Module:
     """``create_model`` for segmentation names only: a classifier's name is a ValueError listing the valid ones."""
-    from ..registry import create_model
+    from ..models.factory import create_model
 
     check_segmentation_model(name)
     return create_model(name, num_classes=num_classes, in_chans=in_chans)

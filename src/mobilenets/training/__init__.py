@@ -1,8 +1,7 @@
-"""Training and evaluation: data, recipes, the loop (resumable, DDP), reports."""
+"""Training: the loop every task shares (resumable, DDP), recipes, checkpoints, reports; classification data."""
 
-from .data import DataSpec, load_data, load_idx_dir
-from .engine import TrainConfig, TrainingDiverged, evaluate_split, read_run_config, resume_config, train
-from .evaluate import evaluate
+from ..data.classification import DataSpec, load_data, load_idx_dir
+from .engine import TrainConfig, TrainingDiverged, fit, read_run_config, resume_config, train
 from .recipes import RECIPES, Recipe, get_recipe
 
 __all__ = [
@@ -13,6 +12,7 @@ __all__ = [
     "TrainingDiverged",
     "evaluate",
     "evaluate_split",
+    "fit",
     "get_recipe",
     "load_data",
     "load_idx_dir",
@@ -20,3 +20,12 @@ __all__ = [
     "resume_config",
     "train",
 ]
+
+
+def __getattr__(name: str):
+    # Classification's evaluation lives with its task (mobilenets.tasks.classification); these names stay here.
+    if name in ("evaluate", "evaluate_split"):
+        from ..tasks import classification
+
+        return getattr(classification, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""Datasets for training and evaluation: IDX files (Fashion-MNIST, MNIST, KMNIST) and ImageFolder trees."""
+"""Classification data: IDX files (Fashion-MNIST, MNIST, KMNIST) and ImageFolder trees, with batch augmentation."""
 
 from __future__ import annotations
 
@@ -84,7 +84,8 @@ class DataSpec:
 # --- IDX -------------------------------------------------------------------------------
 
 
-def _find_idx(directory: Path, stem: str) -> Path | None:
+def find_idx(directory: Path, stem: str) -> Path | None:
+    """The IDX file ``stem`` in ``directory``: plain, gzipped, or with a dot for the last dash."""
     for name in (stem, stem + ".gz", stem.replace("-idx", ".idx")):
         if (directory / name).is_file():
             return directory / name
@@ -134,7 +135,7 @@ def load_idx_dir(directory: str | Path, *, verify: bool = True) -> dict[str, tup
     for split, stems in IDX_FILES.items():
         tensors = []
         for stem in stems:
-            path = _find_idx(directory, stem)
+            path = find_idx(directory, stem)
             if path is None:
                 raise FileNotFoundError(
                     f"{directory} has no {stem}[.gz]; an IDX directory holds the four files "
@@ -348,7 +349,7 @@ def load_data(
                 f"--data {data}: no such directory; give 'fashion-mnist', a directory with the "
                 "four IDX files, or an ImageFolder root with train/ and val/"
             )
-    if _find_idx(path, IDX_FILES["train"][0]) is not None:
+    if find_idx(path, IDX_FILES["train"][0]) is not None:
         resolution = resolution or max(28, min_size)
         spec = _idx_spec(path, resolution, in_chans or 1, train_limit, val_limit)
     else:

@@ -1,6 +1,6 @@
-"""Labelled images for calibration and evaluation: an image-folder tree or MNIST-style IDX files.
+"""Labelled images as arrays, for calibration and evaluation in a runtime (quantize, NetAdapt).
 
-Only what quantization needs; training has its own data pipeline.
+An image-folder tree or MNIST-style IDX files, read with the classification data's IDX reader.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .classification import find_idx, read_idx
 
 log = logging.getLogger(__name__)
 
@@ -30,18 +32,12 @@ class LabelledImages:
 
 
 def _read_idx(path: Path) -> np.ndarray:
-    from ..training.data import read_idx  # one IDX reader, with its truncation and gzip checks
-
-    return read_idx(path).numpy()
+    return read_idx(path).numpy()  # one IDX reader, with its truncation and gzip checks
 
 
 def _find_idx(root: Path, split: str, kind: str) -> Path | None:
     prefix = "train" if split == "train" else "t10k"
-    for suffix in (".gz", ""):
-        candidate = root / f"{prefix}-{kind}-idx{3 if kind == 'images' else 1}-ubyte{suffix}"
-        if candidate.is_file():
-            return candidate
-    return None
+    return find_idx(root, f"{prefix}-{kind}-idx{3 if kind == 'images' else 1}-ubyte")
 
 
 def idx_splits(root: Path) -> list[str]:

@@ -1,0 +1,81 @@
+"""The one way any model is built from options: registry names, model directories and converters all come here."""
+
+from __future__ import annotations
+
+import inspect
+
+from torch import nn
+
+from ..errors import UsageError
+from ..registry import get_entry
+
+
+def family_builder(family: str):
+    """The builder of a model family (``mobilenet_v3``, ``ssdlite``...), found in ``mobilenets.models``."""
+    from .. import models
+
+    builder = getattr(models, family, None) if family in models.FAMILIES else None
+    if builder is None:
+        raise ValueError(f"unknown model family {family!r}; known: {', '.join(sorted(models.FAMILIES))}")
+    return builder
+
+
+def build(family: str, options: dict, name: str | None = None) -> nn.Module:
+    """``family``'s builder called with ``options``; an option it does not take is an error that lists them."""
+    builder = family_builder(family)
+    accepted = inspect.signature(builder).parameters
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:  # a hand-edited or newer config, or a typo: a clear error, not a TypeError from the builder
+        raise UsageError(f"{name or family} does not take {unknown}; it takes: {', '.join(accepted)}")
+    model = builder(**options)
+    model.name = name or family
+    return model
+
+
+def build_from_config(config: dict) -> nn.Module:
+    """An untrained model with the architecture a config (``model.config``, config.json) describes."""
+    for key in ("family", "options"):
+        if key not in config:
+            raise ValueError(f"a model config needs {key!r}; got keys {sorted(config)}")
+    return build(config["family"], config["options"], config.get("name"))
+
+
+def create_model(
+    name: str,
+    *,
+    num_classes: int | None = None,
+    in_chans: int = 3,
+    drop_rate: float | None = None,
+    bn_eps: float | None = None,
+    bn_momentum: float | None = None,
+    padding: str | None = None,
+    features_only: bool = False,
+    out_indices: tuple[int, ...] | None = None,
+    **variant_options,
+) -> nn.Module:
+    """Build a registered model.
+
+    ``variant_options`` override the builder arguments that define the variant
+    (``width_mult``, ``groups``, ``shuffle``, ``output_stride``, ...); an argument the builder
+    does not take is an error that lists the ones it does. ``features_only`` returns the
+    backbone as a ``FeatureNetwork`` whose forward gives the feature maps of ``out_indices``
+    (indices into ``level_features()``: one per reduction, 2 to 32), as timm's does.
+    ``num_classes`` defaults to the variant's (1000 for ImageNet classifiers, 19 for Cityscapes segmenters).
+    """
+    entry = get_entry(name)
+    options = {**entry.fixed, **variant_options, "in_chans": in_chans}
+    for key, value in (
+        ("num_classes", num_classes),
+        ("drop_rate", drop_rate),
+        ("bn_eps", bn_eps),
+        ("bn_momentum", bn_momentum),
+        ("padding", padding),
+    ):
+        if value is not None:
+            options[key] = value
+    model = build(entry.builder.__name__, options, name)
+    if features_only:
+        from .net import FeatureNetwork
+
+        return FeatureNetwork(model, out_indices)
+    return model

@@ -1,0 +1,351 @@
+"""Classification: cross-entropy, top-1/top-5 and the confusion matrix, on IDX or ImageFolder data."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data.classification import BUILTIN, DataSpec, collate_skip, idx_batch, load_data
+from ..errors import UsageError
+from ..io import atomic_write, atomic_write_text, build_from_config, load_model, read_config, save_model
+from ..models.factory import create_model
+from ..models.spec import min_input_size
+from ..progress import progress as with_bar
+from ..training.checkpoint import BEST_DIR, RUN_CONFIG
+from ..training.engine import read_run_config
+from ..training.report import pyplot, write_curves, write_markdown
+from ..training.task import Task
+
+log = logging.getLogger(__name__)
+
+
+class ClassificationTask(Task):
+    """Image classification: every registered backbone with its classifier."""
+
+    name = "classification"
+    best_metric = "top1"
+
+    def setup(self, config, recipe, *, run_dir: Path, resume: bool) -> nn.Module:
+        # A run started from --init builds the init model's architecture (its padding, BN eps...), not the
+        # registry default; run.json keeps it so that a resume does not need the init directory.
+        self.init_arch = _init_architecture(config, run_dir, resume) if config.init else None
+        variant = {"stem_stride": config.stem_stride} if config.stem_stride else {}
+        options = {**self.init_arch["options"], **variant} if self.init_arch else variant
+        self.spec = load_data(
+            config.data,
+            resolution=config.resolution,
+            in_chans=config.in_chans or (options["in_chans"] if self.init_arch else None),
+            train_limit=config.train_limit,
+            val_limit=config.val_limit,
+            min_size=min_input_size(options.get("stem_stride", 2)),
+        )
+        self.spec.augment = dict(recipe.augment)
+        self.smoothing = recipe.label_smoothing
+        n_cls, in_chans = len(self.spec.labels), self.spec.preprocessing.in_chans
+        if self.init_arch:
+            options = {**options, "num_classes": n_cls, "drop_rate": recipe.drop_rate}
+            if options["in_chans"] != in_chans:
+                raise ValueError(
+                    f"--init {config.init} takes {options['in_chans']}-channel input but the data is read with "
+                    f"{in_chans}; pass --in-chans {options['in_chans']}"
+                )
+            self.init_arch = {**self.init_arch, "options": options}
+            model = build_from_config(self.init_arch)
+            if not resume:
+                _load_init_weights(model, config.init)
+        else:
+            model = create_model(config.model, num_classes=n_cls, in_chans=in_chans, drop_rate=recipe.drop_rate,
+                                 **variant)  # fmt: skip
+        model.labels, model.preprocessing = list(self.spec.labels), self.spec.preprocessing
+        return model
+
+    def describe(self) -> str:
+        spec = self.spec
+        h, w = spec.preprocessing.input_size
+        return (f"{spec.train.source}: {len(spec.train)} train / {len(spec.val)} {spec.val.name} images, "
+                f"{len(spec.labels)} classes, {h}x{w}")  # fmt: skip
+
+    def record(self) -> dict:
+        record = {"labels": self.spec.labels, "preprocessing": self.spec.preprocessing.to_dict()}
+        if self.init_arch:
+            record["init_architecture"] = self.init_arch
+        return record
+
+    def train_size(self) -> int:
+        return len(self.spec.train)
+
+    def train_batches(self, order, batch_size, *, generator, workers, shard, start, loader_seed):
+        return _batches(self.spec, self.spec.train, order, batch_size, generator, True, workers, shard, start,
+                        loader_seed)  # fmt: skip
+
+    def loss(self, outputs, targets, recipe):
+        loss = F.cross_entropy(outputs.float(), targets, label_smoothing=self.smoothing)
+        return loss, {"top1": 100.0 * (outputs.argmax(1) == targets).sum().item()}
+
+    def evaluate(self, model, *, device, channels_last, bf16, workers, batch_size):
+        return evaluate_split(model, self.spec, self.spec.val, batch_size=batch_size, device=device,
+                              channels_last=channels_last, bf16=bf16, workers=workers)  # fmt: skip
+
+    def save_model(self, model, directory, metadata):
+        meta = {**metadata, "val_split": self.spec.val.name}
+        for key in ("top1", "top5"):
+            if key in meta:
+                meta[key] = round(meta[key], 3)
+        meta.pop("loss", None)
+        save_model(model, directory, labels=list(self.spec.labels), preprocessing=self.spec.preprocessing,
+                   metadata=meta, overwrite=True)  # fmt: skip
+
+    def report(self, out, best_dir, *, config, recipe, state, wall_seconds):
+        from ..complexity import profile
+
+        spec = self.spec
+        model = load_model(best_dir)
+        metrics = evaluate_split(model, spec, spec.val, batch_size=256, channels_last=config.channels_last,
+                                 bf16=config.bf16, workers=config.workers)  # fmt: skip
+        prof = profile(model, "x".join(map(str, spec.preprocessing.input_size)))
+        summary = {
+            "model": config.model,
+            "task": self.name,
+            "data": config.data,
+            "recipe": recipe.name,
+            "epochs": state.epoch,
+            "steps": state.step,
+            "best_epoch": state.best_epoch,
+            "val_split": spec.val.name,
+            "top1": round(metrics["top1"], 3),
+            "top5": round(metrics["top5"], 3),
+            "loss": round(metrics["loss"], 5),
+            "params": prof.params,
+            "madds": prof.madds,
+            "resolution": list(spec.preprocessing.input_size),
+            "train_seconds": round(state.train_seconds, 1),
+            "wall_seconds_this_invocation": round(wall_seconds, 1),
+            "skipped_train_images": state.skipped,
+            "skipped_val_images": metrics["skipped"],
+            "labels": spec.labels,
+            "confusion": metrics["confusion"],
+        }
+        atomic_write_text(out / "report.json", json.dumps(summary, indent=1) + "\n")
+        pictures = [p for p in (write_curves(out, state.history, "top1", "top-1 (%)"),
+                                _confusion_png(out, metrics["confusion"], spec.labels)) if p]  # fmt: skip
+        headline = [
+            f"- recipe `{recipe.name}`, {state.epoch} epochs, {state.step} steps, batch {recipe.batch_size}, "
+            f"input {spec.preprocessing.input_size[0]}x{spec.preprocessing.input_size[1]}",
+            f"- best epoch {state.best_epoch}: {spec.val.name} top-1 **{metrics['top1']:.2f}%**, top-5 "
+            f"{metrics['top5']:.2f}%, loss {metrics['loss']:.4f}",
+            f"- {prof.params:,} params, {prof.madds / 1e6:.2f}M MAdds",
+            f"- training time {state.train_seconds / 60:.1f} min; skipped unreadable images: {state.skipped} train, "
+            f"{metrics['skipped']} {spec.val.name}",
+        ]
+        write_markdown(out, f"{config.model} on {config.data}", headline, state.history, pictures)
+        log.info(
+            "best model: %s (epoch %d); %s top-1 %.2f%%, top-5 %.2f%%; %.1f min training (every invocation), "
+            "%.1f min wall time (this one); report: %s",
+            best_dir, state.best_epoch, spec.val.name, metrics["top1"], metrics["top5"], state.train_seconds / 60,
+            wall_seconds / 60, out / "report.md",
+        )  # fmt: skip
+        return summary
+
+
+TASK = ClassificationTask
+
+
+def _init_architecture(config, run_dir: Path, resume: bool) -> dict:
+    """The architecture (name, family, options) of the model directory ``config.init``."""
+    if resume:
+        return json.loads((run_dir / RUN_CONFIG).read_text())["init_architecture"]
+    arch = read_config(config.init)
+    if config.model and config.model != arch.get("name"):
+        raise ValueError(
+            f"--init {config.init} holds {arch.get('name')!r} but --model is {config.model!r}; "
+            "drop --model to train the init model's architecture"
+        )
+    return {"name": arch.get("name") or arch["family"], "family": arch["family"], "options": arch["options"]}
+
+
+def _load_init_weights(model: nn.Module, init_dir: str) -> None:
+    """Copy the weights of ``init_dir`` into ``model``; a classifier for another label count stays fresh."""
+    source = load_model(init_dir).state_dict()
+    target = model.state_dict()
+    head = ("classifier.weight", "classifier.bias")
+    if any(k not in source or k not in target or source[k].shape != target[k].shape for k in head):
+        log.info("--init %s: a new classifier for %d classes", init_dir, model.num_classes)
+        source = {k: v for k, v in source.items() if k not in head}
+    missing, unexpected = model.load_state_dict(source, strict=False)
+    if unexpected or set(missing) - set(head):
+        raise ValueError(f"--init {init_dir} does not fit {model.name}: missing {missing}, unexpected {unexpected}")
+
+
+@torch.no_grad()
+def evaluate_split(
+    model: nn.Module,
+    spec: DataSpec,
+    split,
+    *,
+    batch_size: int = 256,
+    device=None,
+    channels_last: bool = False,
+    bf16: bool = False,
+    workers: int = 2,
+    progress: bool = False,
+    tta: bool = False,
+) -> dict:
+    """Loss, top-1, top-5 (percent) and the confusion matrix of ``model`` on ``split``.
+
+    ``tta``: horizontal-flip test-time augmentation, the logits of each image and of its mirror
+    averaged (twice the compute; meant for models trained with random flips).
+    """
+    device = device or next(model.parameters()).device
+    model.eval()
+    n_cls = len(spec.labels)
+    confusion = torch.zeros(n_cls, n_cls, dtype=torch.long)
+    loss_sum, top1, top5, seen, skipped = 0.0, 0, 0, 0, 0
+    batches = _batches(spec, split, torch.arange(len(split)), batch_size, None, False, workers, None)
+    for x, y, bad in with_bar(batches, f"eval {split.name}", enabled=None if progress else False,
+                              total=-(-len(split) // batch_size), unit="batch"):  # fmt: skip
+        skipped += bad
+        if len(y) == 0:
+            continue
+        x, y = x.to(device), y.to(device)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(x).float()
+            if tta:
+                logits = (logits + model(x.flip(-1)).float()) / 2
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+        k = min(5, n_cls)
+        topk = logits.topk(k, dim=1).indices
+        top1 += (topk[:, 0] == y).sum().item()
+        top5 += (topk == y[:, None]).any(dim=1).sum().item()
+        confusion += torch.bincount(y.cpu() * n_cls + topk[:, 0].cpu(), minlength=n_cls * n_cls).view(n_cls, n_cls)
+        seen += len(y)
+    if seen == 0:
+        raise ValueError(f"no readable images in the {split.name} split of {split.source}")
+    return {
+        "loss": loss_sum / seen,
+        "top1": 100 * top1 / seen,
+        "top5": 100 * top5 / seen,
+        "images": seen,
+        "skipped": skipped,
+        "confusion": confusion.tolist(),
+    }
+
+
+def _batches(
+    spec: DataSpec,
+    split,
+    order: torch.Tensor,
+    batch_size: int,
+    aug_gen,
+    augment: bool,
+    workers: int,
+    shard: tuple[int, int] | None,
+    start: int = 0,
+    loader_seed: int = 0,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
+    """Yield (x, y, skipped) for consecutive batches of ``order`` from batch ``start``; ``shard`` = (rank, world)."""
+    chunks = [order[i : i + batch_size] for i in range(start * batch_size, len(order), batch_size)]
+    if shard:
+        chunks = [c[shard[0] :: shard[1]] for c in chunks]
+    if spec.kind == "idx":
+        for idx in chunks:
+            x = idx_batch(split.images[idx], spec.preprocessing, spec.augment if augment else None, aug_gen)
+            yield x, split.targets[idx], 0
+        return
+    loader = torch.utils.data.DataLoader(
+        split.dataset,
+        batch_sampler=[c.tolist() for c in chunks],
+        num_workers=workers,
+        collate_fn=collate_skip,
+        generator=torch.Generator().manual_seed(loader_seed),
+        persistent_workers=False,
+    )
+    yield from loader
+
+
+def evaluate(
+    path: str | Path,
+    data: str | None = None,
+    *,
+    batch_size: int = 256,
+    limit: int = 0,
+    workers: int = 2,
+    tta: bool = False,
+    device: str = "cpu",
+    progress: bool = True,
+) -> dict:
+    """Top-1/top-5 (percent), loss and confusion matrix of a trained model on ``data``'s val/test split.
+
+    ``device``: "cpu", "cuda" or "cuda:N"; ``progress``: a bar over the batches when stderr is a terminal.
+    ``data`` None: the data of the run (``RUN_DIR/run.json``, also for ``RUN_DIR/best``); a bare
+    model directory knows no data, so it needs ``data``. Resolution and channels come from the
+    model's preprocessing. ``tta``: average the logits of each image and its horizontal mirror.
+    """
+    from ..devices import resolve_device
+    from ..io import CONFIG_FILE
+
+    target = resolve_device(device)  # before any loading: a wrong --device is the first error
+    path = Path(path)
+    if (path / BEST_DIR / CONFIG_FILE).is_file():
+        path = path / BEST_DIR
+    elif not (path / CONFIG_FILE).is_file():
+        raise FileNotFoundError(
+            f"{path} is neither a run directory (with {BEST_DIR}/) nor a model directory (with {CONFIG_FILE})"
+        )
+    data, data_from = (data, "--data") if data is not None else (run_data(path), "run.json")
+    model = load_model(path)
+    spec = load_data(data, preprocessing=model.preprocessing, in_chans=model.in_chans, val_limit=limit, train_limit=1)
+    if len(spec.labels) != model.num_classes:
+        raise ValueError(f"{data} has {len(spec.labels)} classes but the model at {path} predicts {model.num_classes}")
+    if model.labels and list(model.labels) != list(spec.labels):
+        raise ValueError(f"the class names of {data} differ from the model's {model.labels[:5]}...")
+    with torch.inference_mode(False):
+        metrics = evaluate_split(model.to(target), spec, spec.val, batch_size=batch_size, workers=workers, tta=tta,
+                                 progress=progress)  # fmt: skip
+    metrics.update(model=str(path), split=spec.val.name, data=str(data), data_from=data_from, tta=tta)
+    return metrics
+
+
+def run_data(model_dir: Path) -> str:
+    """The data a run's model was trained on, from the run's run.json (``model_dir`` is the run's best/)."""
+    run_dir = model_dir.parent
+    if model_dir.name != BEST_DIR or not (run_dir / RUN_CONFIG).is_file():
+        # Evaluating on a default dataset would give a meaningless figure (an RGB ImageNet model on Fashion-MNIST).
+        raise UsageError(f"{model_dir} is a model directory, not a run: it does not say what data it was trained on; "
+                         "pass --data (fashion-mnist, a directory of IDX files or an ImageFolder root)")  # fmt: skip
+    data = read_run_config(run_dir).data
+    if str(data).lower() not in BUILTIN and not Path(data).is_dir():
+        raise FileNotFoundError(f"{run_dir / RUN_CONFIG} says the run trained on {data}, which is not a directory "
+                                "from here; pass --data with where that data is now")  # fmt: skip
+    return str(data)
+
+
+def _confusion_png(out: Path, confusion: list[list[int]], labels: list[str]) -> Path | None:
+    plt = pyplot()
+    if plt is None:
+        return None
+    n = len(labels)
+    size = max(5, 0.5 * n + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(confusion, cmap="Blues")
+    if n <= 30:
+        ax.set_xticks(range(n), labels, rotation=60, ha="right")
+        ax.set_yticks(range(n), labels)
+        peak = max(max(row) for row in confusion) or 1
+        for i in range(n):
+            for j in range(n):
+                color = "white" if confusion[i][j] > peak / 2 else "black"
+                ax.text(j, i, str(confusion[i][j]), ha="center", va="center", fontsize=7, color=color)
+    ax.set(xlabel="predicted", ylabel="true", title="confusion matrix")
+    fig.tight_layout()
+    matrix = out / "confusion.png"
+    atomic_write(matrix, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
+    return matrix

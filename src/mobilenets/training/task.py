@@ -1,0 +1,80 @@
+"""What a task hands the training engine: the model, the data, the loss, the metrics and the pictures.
+
+The engine (``mobilenets.training.engine.fit``) owns everything tasks share: recipes, param
+groups, the lr schedule, EMA, gradient accumulation, channels_last/bf16, atomic checkpoints and
+exact resume, the NaN guard, DDP, progress, CSV/TensorBoard, the best model and the report.
+A new task is a new subclass; the loop is never copied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class Task:
+    """Subclass and fill in every method; ``fit(task, config)`` calls them in this order.
+
+    A batch is ``(inputs, targets, skipped)``: ``inputs`` an NCHW tensor, ``targets`` whatever the
+    task's loss takes (moved by ``targets_to``), ``skipped`` how many unreadable samples the batch
+    dropped. ``best_metric`` names the ``evaluate`` key (higher is better) that picks the best epoch.
+    """
+
+    name = "task"
+    best_metric = "score"
+
+    def setup(self, config, recipe, *, run_dir: Path, resume: bool) -> nn.Module:
+        """Read the data and build the model (weights initialised, or loaded from ``config.init``)."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """One line for the log: the data and its splits."""
+        raise NotImplementedError
+
+    def record(self) -> dict:
+        """What ``run.json`` keeps beside the config (labels, preprocessing, the data's parameters)."""
+        raise NotImplementedError
+
+    def train_size(self) -> int:
+        raise NotImplementedError
+
+    def train_batches(
+        self,
+        order: torch.Tensor,
+        batch_size: int,
+        *,
+        generator: torch.Generator,
+        workers: int,
+        shard: tuple[int, int],
+        start: int,
+        loader_seed: int,
+    ) -> Iterator[tuple[torch.Tensor, Any, int]]:
+        """Batches of ``order`` from batch ``start`` on, augmented with ``generator``; ``shard`` = (rank, world)."""
+        raise NotImplementedError
+
+    def targets_to(self, targets: Any, device: torch.device) -> Any:
+        return targets.to(device)
+
+    def split_targets(self, targets: Any, index: int, parts: int) -> Any:
+        """The targets of micro-batch ``index`` of ``parts`` (inputs are split as ``x[index::parts]``)."""
+        return targets[index::parts]
+
+    def loss(self, outputs: Any, targets: Any, recipe) -> tuple[torch.Tensor, dict[str, float]]:
+        """The batch's mean loss, and per-batch sums of training statistics (divided by samples seen)."""
+        raise NotImplementedError
+
+    def evaluate(self, model: nn.Module, *, device, channels_last: bool, bf16: bool, workers: int, batch_size: int):
+        """Validation metrics (floats, ``best_metric`` among them; other keys may hold lists)."""
+        raise NotImplementedError
+
+    def save_model(self, model: nn.Module, directory: Path, metadata: dict) -> None:
+        """Write ``model`` as a model directory (replacing the run's previous best)."""
+        raise NotImplementedError
+
+    def report(self, out: Path, best_dir: Path, *, config, recipe, state, wall_seconds: float) -> dict:
+        """The final evaluation of the best model, the report's pictures, and the run's summary."""
+        raise NotImplementedError
