@@ -259,7 +259,7 @@ class SegmentationNetwork(nn.Module):
     @property
     def signature(self) -> Signature:
         """What export, bench and predict read: one image batch in, per-pixel logits at its size out."""
-        image = TensorSpec("input", ("N", self.in_chans, "H", "W"), "normalized image batch (the model's preprocessing)")
+        image = TensorSpec("input", ("N", self.in_chans, "H", "W"), "normalized image batch (its preprocessing)")
         logits = TensorSpec("logits", ("N", self.num_classes, "H", "W"), "per-pixel class scores at the input size")
         return Signature("segmentation", (image,), (logits,))
 
