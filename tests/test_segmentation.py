@@ -340,3 +340,12 @@ def test_metric_equals_torchmetrics_jaccard():
     theirs = torchmetrics.classification.MulticlassJaccardIndex(num_classes=6, average="macro", ignore_index=255)
     theirs.update(logits.argmax(1), labels)
     assert ours.compute().miou == pytest.approx(float(theirs.compute()), abs=1e-6)
+
+
+def test_onnx_export_is_checked_against_pytorch(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from mobilenets.deploy import export
+
+    model = create_model("lraspp_mobilenet_v3_small_100").eval()
+    report = export(model, tmp_path / "lraspp.onnx", "onnx", resolution=(128, 256))
+    assert report.max_rel_error <= 1e-4
