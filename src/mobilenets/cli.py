@@ -12,7 +12,7 @@ import logging
 import sys
 
 # One line per command module; each defines add_commands(subparsers).
-COMMAND_MODULES = ["models", "convert", "train", "deploy"]
+COMMAND_MODULES = ["models", "convert", "train", "deploy", "data", "adapt"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,10 +19,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("info", help="per-layer params and MAdds of a model, and the P-V1 Table 2 breakdown")
-    p.add_argument("name", help="registered model name (see `mobilenets list`)")
-    p.add_argument("--resolution", "-r", type=resolution_arg, default=(224, 224),
-                   help="input size: 224 or HxW such as 224x160")  # fmt: skip
-    p.add_argument("--num-classes", type=int, default=None, help="default: the model's (1000, or 19 for segmenters)")
+    p.add_argument("name", help="registered model name (see `mobilenets list`) or a model directory")
+    p.add_argument("--resolution", "-r", type=resolution_arg, default=None,
+                   help="input size: 224 or HxW such as 224x160 (default 224; a model directory's own)")  # fmt: skip
+    p.add_argument("--num-classes", type=int, default=None,
+                   help="default: the model's (1000; detectors 91; segmenters 19; a model dir's own)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_info)
 
@@ -49,14 +50,37 @@ def _millions(n: int) -> str:
     return f"{n / 1e6:.3f}M"
 
 
+def _info_model(args):
+    """A registered name, or a model directory (an adapted or fine-tuned one: its own widths and input)."""
+    from pathlib import Path
+
+    from ..io import is_model_dir, load_model
+
+    if is_model_dir(args.name):
+        if args.num_classes is not None:
+            raise ValueError(f"--num-classes does not apply to a model directory ({args.name} has its own)")
+        model = load_model(args.name)
+        pre = model.preprocessing
+        return model, args.resolution or ("x".join(map(str, pre.input_size)) if pre else "224")
+    if Path(args.name).is_dir():
+        raise ValueError(f"{args.name} is a directory but not a model directory (config.json + model.safetensors)")
+    # The input each task's papers count at: ImageNet 224, SSDLite 320 (P-V2/P-V3 Table 6).
+    default = {"detection": "320"}.get(get_entry(args.name).task, "224")
+    return create_model(args.name, num_classes=args.num_classes), args.resolution or default
+
+
 def cmd_info(args) -> int:
-    model = create_model(args.name, num_classes=args.num_classes)
-    prof = profile(model, args.resolution)
+    model, resolution = _info_model(args)
+    prof = profile(model, resolution)
+    widths = _widths(model)
     if args.json:
-        print(json.dumps(prof.as_dict()))
+        print(json.dumps({**prof.as_dict(), **({"widths": widths} if widths else {})}))
         return 0
     h, w = prof.resolution
     print(f"{prof.name} at {h}x{w}: {prof.params:,} params, {prof.madds:,} MAdds ({prof.madds / 1e6:.1f}M)")
+    if widths:
+        print(f"widths: stem {widths['stem']}; blocks (in/exp/out, se): {', '.join(widths['blocks'])}"
+              + "".join(f"; {k} {widths[k]}" for k in ("final", "features") if widths.get(k)))  # fmt: skip
     print()
     header = f"{'layer':<28} {'type':<16} {'input':>14} {'output':>14} {'params':>10} {'MAdds':>12}"
     print(header)
@@ -71,6 +95,23 @@ def cmd_info(args) -> int:
     for kind, (madds_pct, params_pct) in prof.breakdown(count_bn=False).items():
         print(f"{kind:<16} {madds_pct:>7.2f}% {params_pct:>7.2f}%")
     return 0
+
+
+def _widths(model) -> dict | None:
+    """Per-layer channel counts from the model's block specs (what NetAdapt or an edited spec list sets)."""
+    from torch import nn
+
+    blocks = getattr(model, "blocks", None)
+    stem = getattr(getattr(model, "stem", None), "conv", None)
+    if not blocks or stem is None:
+        return None
+    text = []
+    for b in blocks:
+        exp = f"/{b.exp_chs}" if b.exp_chs else ""
+        text.append(f"{b.in_chs}{exp}/{b.out_chs}" + (f" se{b.se_chs}" if b.se_chs else ""))
+    final = model.final_conv.conv.out_channels if not isinstance(model.final_conv, nn.Identity) else 0
+    features = model.pre_logits[0].out_features if not isinstance(model.pre_logits, nn.Identity) else 0
+    return {"stem": stem.out_channels, "blocks": text, "final": final, "features": features}
 
 
 def _rel(value: float | None) -> str:

@@ -42,7 +42,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="start from the weights of a model directory (fine-tuning: a converted torchvision/timm/Keras "
         "model or a run's best/); its architecture is used, with a new classifier if the class count differs",
     )
-    p.add_argument("--recipe", choices=sorted(RECIPES), help="named preset (default: fast)")
+    p.add_argument(
+        "--init-backbone",
+        metavar="RUN_OR_MODEL_DIR",
+        help="detection/segmentation: start the backbone from a classification run (its best/) or model directory",
+    )
+    p.add_argument(
+        "--recipe", choices=sorted(RECIPES), help="named preset (default: the task's: fast, detection, segmentation)"
+    )
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", "-b", type=int, help="global batch size (split over processes)")
     p.add_argument("--lr", type=float, help="absolute learning rate (the recipe's scales with the batch size)")

@@ -112,6 +112,8 @@ def convert_checkpoint(
         key = {"torchvision": lambda: module.classifier_key(target), "timm": lambda: "classifier.weight",
                "megvii": lambda: "classifier.0.weight"}[source]()  # fmt: skip
         found = infer_num_classes(tensors, key)
+        if target.family == "ssdlite":
+            found = module.detector_classes(tensors, target)
         if found == 0 and target.family == "lraspp":  # a segmenter has no headless variant to fall back on
             raise ValueError(f"{path} has no {key!r}; is it a torchvision {target.source_name} state dict?")
     classes = found if num_classes is None else num_classes
@@ -120,6 +122,10 @@ def convert_checkpoint(
     steps = module.plan(net, target, keys, drop_background) if source == "keras" else module.plan(net, target, keys)
     apply_plan(net, tensors, steps, where=str(path), what=f"{source} {target.source_name or model} checkpoint")
     net.preprocessing = target.preprocessing
+    if labels == "auto" and target.family == "ssdlite" and classes == 91:  # COCO's 90 ids + background
+        from torchvision.models._meta import _COCO_CATEGORIES
+
+        labels = list(_COCO_CATEGORIES)
     net.labels = _labels(labels, classes)
     net.metadata = {"converted_from": {"source": source, "model": target.source_name or model, "file": path.name,
                                        "dropped_background_class": drop_background}}  # fmt: skip

@@ -1,5 +1,6 @@
-"""torchvision ``mobilenet_v2``, ``mobilenet_v3_large``, ``mobilenet_v3_small`` state dicts (spec §4.1-4.2),
-and ``segmentation.lraspp_mobilenet_v3_large`` (its ``backbone.N`` are the classifier's ``features.N``)."""
+"""torchvision ``mobilenet_v2``, ``mobilenet_v3_large``, ``mobilenet_v3_small``, ``ssdlite320_mobilenet_v3_large``
+and ``segmentation.lraspp_mobilenet_v3_large`` state dicts (spec §4.1-4.2, §4.9; LR-ASPP's ``backbone.N``
+are the classifier's ``features.N``)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,11 @@ TARGETS = {
                                   {"size": "large", **_V3_BN}),
     "mobilenet_v3_small": _target("mobilenet_v3_small_100", "mobilenet_v3_small", "mobilenet_v3",
                                   {"size": "small", **_V3_BN}),
+    # SSDLite: BN eps 1e-3 / momentum 0.03 and the reduced tail are the builder's defaults; 320x320, mean = std = 0.5.
+    "ssdlite320_mobilenet_v3_large": Target("ssdlite320_mobilenet_v3_large", "ssdlite",
+                                            {"backbone": "mobilenet_v3_large", "preset": "torchvision"},
+                                            Preprocessing((320, 320), 320, mean=(0.5,) * 3, std=(0.5,) * 3),
+                                            "ssdlite320_mobilenet_v3_large"),
     # torchvision's segmentation presets: resize to 520, ImageNet mean/std (VOC labels, 21 classes).
     "lraspp_mobilenet_v3_large": Target("lraspp_mobilenet_v3_large", "lraspp",
                                         {"backbone": "mobilenet_v3_large_100", "flavour": "torchvision"},
@@ -35,6 +41,8 @@ ALIASES = {t.name: key for key, t in TARGETS.items() if t.name != key}
 
 
 def classifier_key(target: Target) -> str:
+    if target.family == "ssdlite":  # its classes are the lowest class predictor's outputs / anchors there
+        return "head.classification_head.module_list.0.1.bias"
     if target.family == "lraspp":
         return "classifier.low_classifier.weight"
     return "classifier.1.weight" if target.family == "mobilenet_v2" else "classifier.3.weight"
@@ -63,6 +71,8 @@ def lraspp_plan(model: nn.Module, keys: set[str]) -> list[Copy]:
 
 
 def plan(model: nn.Module, target: Target, keys: set[str]) -> list[Copy]:
+    if target.family == "ssdlite":
+        return ssdlite_plan(model, target, keys)
     if target.family == "lraspp":
         return lraspp_plan(model, keys)
     check_block_kinds(model, (InvertedResidual,), SOURCE)
@@ -99,4 +109,57 @@ def plan(model: nn.Module, target: Target, keys: set[str]) -> list[Copy]:
         classifier = "classifier.3"
     if model.num_classes:
         steps += [Copy(f"classifier.{p}", f"{classifier}.{p}") for p in ("weight", "bias")]
+    return steps
+
+
+# --- ssdlite320_mobilenet_v3_large -------------------------------------------------------------
+# torchvision splits its MobileNetV3 ``features`` at the C4 block (``SSDLiteFeatureExtractorMobileNet``):
+# ``backbone.features.0`` = features[:c4] + the C4 block's expansion, ``backbone.features.1`` = the rest of
+# the C4 block (keeping its ``block.{1,2,3}`` numbers) + features[c4 + 1:]. The classifier plan above is
+# reused with its keys moved there.
+
+
+def _ssdlite_key(key: str, c4: int) -> str:
+    """A torchvision ``mobilenet_v3_large`` key as ``ssdlite320_mobilenet_v3_large`` stores it."""
+    _, index, rest = key.split(".", 2)
+    i = int(index)
+    if i < c4:
+        return f"backbone.features.0.{i}.{rest}"
+    if i > c4:
+        return f"backbone.features.1.{i - c4}.{rest}"
+    if rest.startswith("block.0."):
+        return f"backbone.features.0.{c4}.{rest[len('block.0.') :]}"
+    return f"backbone.features.1.0.{rest[len('block.') :]}"
+
+
+def detector_classes(tensors, target: Target) -> int:
+    """Classes of an SSDLite checkpoint: the lowest class predictor's outputs over its boxes (6 per location)."""
+    from ..models import ssdlite
+
+    key = classifier_key(target)
+    if key not in tensors:
+        raise ValueError(f"this checkpoint has no {key!r}: it is not a torchvision {target.source_name} state dict "
+                         "(a classifier's weights cannot be converted into a detector)")  # fmt: skip
+    anchors = ssdlite(**target.options).num_anchors[0]
+    return int(tensors[key].shape[0]) // anchors
+
+
+def ssdlite_plan(model: nn.Module, target: Target, keys: set[str]) -> list[Copy]:
+    network = model.backbone.network
+    c4_tap = model.backbone.taps[0]
+    c4 = 1 + [name for name, _ in block_list(network)].index(c4_tap.rsplit(".", 1)[0])
+    classifier_target = Target(target.name, "mobilenet_v3", {}, target.preprocessing)
+    steps = [
+        Copy(f"backbone.network.{step.ours}", _ssdlite_key(step.source, c4), step.transform, step.optional)
+        for step in plan(network, classifier_target, keys)
+        if not step.ours.startswith(("pre_logits.", "classifier."))  # the detector has no classifier
+    ]
+    for i in range(len(model.extras)):
+        for j, part in enumerate(("reduce", "dw", "expand")):
+            steps += torch_cna(f"extras.{i}.{part}", f"backbone.extra.{i}.{j}.0", f"backbone.extra.{i}.{j}.1")
+    for ours, theirs in (("box_head", "regression_head"), ("class_head", "classification_head")):
+        for i in range(len(model.box_head)):
+            source = f"head.{theirs}.module_list.{i}"
+            steps += torch_cna(f"{ours}.{i}.dw", f"{source}.0.0", f"{source}.0.1")
+            steps += [Copy(f"{ours}.{i}.pw.{p}", f"{source}.1.{p}") for p in ("weight", "bias")]
     return steps

@@ -14,7 +14,6 @@ import copy
 import logging
 import os
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from torch import nn
 from .optimize import optimize
 from .peak import core_int8_peak_gops, core_peak_gflops, cpu_features
 from .runtimes import available, ort_runner, ov_runner
+from .timing import summarize, time_interleaved  # noqa: F401 (bench's names before timing.py existed)
 
 log = logging.getLogger(__name__)
 
@@ -216,45 +216,6 @@ class RunnerFactory:
         if runtime == "openvino-int8-bf16":
             return ov_runner(self._int8(), threads, "bf16")
         raise ValueError(f"unknown runtime {runtime!r}; valid: {', '.join(RUNTIMES)}")
-
-
-def time_interleaved(
-    runners: dict[str, Callable[[np.ndarray], object]],
-    x: np.ndarray,
-    *,
-    warmup: int = 10,
-    rounds: int = 5,
-    round_seconds: float = 0.3,
-    min_calls: int = 5,
-    desc: str | None = None,
-    progress: bool | None = None,
-) -> dict[str, list[float]]:
-    """Per-call wall times (s) of each runner, taken round-robin: ``rounds`` slices of ~``round_seconds`` each.
-
-    ``progress``: a bar over the rounds (None: when stderr is a terminal), labelled ``desc``.
-    """
-    from ..progress import progress as with_bar
-
-    for run in runners.values():
-        for _ in range(warmup):
-            run(x)
-    times: dict[str, list[float]] = {key: [] for key in runners}
-    for _ in with_bar(range(rounds), desc, enabled=progress, unit="round"):
-        for key, run in runners.items():
-            start_round = time.perf_counter()
-            calls = 0
-            while calls < min_calls or time.perf_counter() - start_round < round_seconds:
-                start = time.perf_counter()
-                run(x)
-                times[key].append(time.perf_counter() - start)
-                calls += 1
-    return times
-
-
-def summarize(samples: list[float]) -> tuple[float, float]:
-    """(median, p90) in milliseconds."""
-    values = np.asarray(samples) * 1e3
-    return float(np.median(values)), float(np.percentile(values, 90))
 
 
 def bench_models(

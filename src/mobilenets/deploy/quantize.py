@@ -208,7 +208,7 @@ def _top1(run, images: np.ndarray, labels: np.ndarray, desc: str = "top-1") -> f
 
 
 def _latency_ms(runners: dict, x: np.ndarray) -> dict[str, float]:
-    from .bench import summarize, time_interleaved
+    from .timing import summarize, time_interleaved
 
     times = time_interleaved(runners, x, rounds=5, round_seconds=0.2)
     return {key: summarize(value)[0] for key, value in times.items()}

@@ -7,9 +7,10 @@ from .net import FeatureInfo, FeatureNetwork, MobileNet, Network
 from .segmentation import SegmentationNetwork, lraspp, raspp
 from .shufflenet_v1 import shufflenet_v1
 from .spec import BlockSpec
+from .ssdlite import SSDLite, ssdlite
 
 # The families a config.json may name (models.factory builds them); heads add theirs here.
-FAMILIES = ["mobilenet_v1", "mobilenet_v2", "mobilenet_v3", "shufflenet_v1", "lraspp", "raspp"]
+FAMILIES = ["mobilenet_v1", "mobilenet_v2", "mobilenet_v3", "shufflenet_v1", "ssdlite", "lraspp", "raspp"]
 
 __all__ = [
     "BlockSpec",
@@ -17,6 +18,7 @@ __all__ = [
     "FeatureNetwork",
     "MobileNet",
     "Network",
+    "SSDLite",
     "SegmentationNetwork",
     "mobilenet_v1",
     "mobilenet_v2",
@@ -24,4 +26,5 @@ __all__ = [
     "mobilenet_v3",
     "raspp",
     "shufflenet_v1",
+    "ssdlite",
 ]

@@ -60,10 +60,12 @@ def create_model(
     does not take is an error that lists the ones it does. ``features_only`` returns the
     backbone as a ``FeatureNetwork`` whose forward gives the feature maps of ``out_indices``
     (indices into ``level_features()``: one per reduction, 2 to 32), as timm's does.
-    ``num_classes`` defaults to the variant's (1000 for ImageNet classifiers, 19 for Cityscapes segmenters).
+    ``num_classes`` defaults to the builder's (1000 for classifiers, 91 for COCO detectors, 19 for segmenters).
     """
     entry = get_entry(name)
     options = {**entry.fixed, **variant_options, "in_chans": in_chans}
+    if num_classes is not None:
+        options["num_classes"] = num_classes
     for key, value in (
         ("num_classes", num_classes),
         ("drop_rate", drop_rate),
@@ -77,5 +79,8 @@ def create_model(
     if features_only:
         from .net import FeatureNetwork
 
+        if entry.task != "classification":
+            raise UsageError(f"{name} is a {entry.task} model; features_only takes a backbone's name "
+                             "(e.g. mobilenet_v3_large_100)")  # fmt: skip
         return FeatureNetwork(model, out_indices)
     return model

@@ -41,7 +41,10 @@ log = logging.getLogger(__name__)
 __all__ = ["BEST_DIR", "CHECKPOINT", "RUN_CONFIG", "TrainConfig", "fit", "lr_factor", "param_groups", "train"]
 
 # The task modules a registry entry's ``task`` names; each defines ``TASK``, its Task class.
-TASK_MODULES = {"classification": "mobilenets.tasks.classification"}
+TASK_MODULES = {
+    "classification": "mobilenets.tasks.classification",
+    "detection": "mobilenets.tasks.detection.task",
+}
 # Options a resumed run may change: they do not alter the arithmetic of the remaining steps
 # (epochs does, through the schedule, and is allowed with a warning).
 SAFE_ON_RESUME = ("epochs", "workers", "threads", "checkpoint_every", "max_steps", "progress", "tensorboard", "device")
@@ -64,7 +67,8 @@ class TrainConfig:
     output: str
     data: str = "fashion-mnist"
     init: str | None = None  # model directory whose weights start the run (fine-tuning)
-    recipe: str = "fast"
+    init_backbone: str | None = None  # a classifier's run or model directory: the backbone of a head's model
+    recipe: str | None = None  # None: the task's default (classification "fast", detection "detection"...)
     epochs: int | None = None
     batch_size: int | None = None
     lr: float | None = None
@@ -94,8 +98,8 @@ class TrainConfig:
     tensorboard: bool = True
     device: str = "cpu"  # "cpu", "cuda" or "cuda:N"; never picked silently
 
-    def resolved_recipe(self, family: str) -> Recipe:
-        recipe = get_recipe(self.recipe, family)
+    def resolved_recipe(self, family: str, default: str = "fast") -> Recipe:
+        recipe = get_recipe(self.recipe or default, family)
         batch = self.batch_size or recipe.batch_size
         lr = self.lr if self.lr is not None else recipe.lr * batch / recipe.batch_size
         return recipe.replace(
@@ -225,7 +229,7 @@ def _fit(task: Task, config: TrainConfig, resume: bool, overwrite: bool) -> dict
     if not config.model:
         raise ValueError("train needs a model: give --model NAME (or --init MODEL_DIR to start from saved weights)")
     family = get_entry(config.model).builder.__name__
-    recipe = config.resolved_recipe(family)
+    recipe = config.resolved_recipe(family, task.default_recipe)
     if recipe.batch_size % (dist.world * config.accum_steps):
         raise ValueError(
             f"batch size {recipe.batch_size} must divide by processes x accum steps "

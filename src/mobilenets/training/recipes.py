@@ -134,6 +134,29 @@ RECIPES: dict[str, Recipe] = {
         ema_decay=0.999,
         augment={**SMALL_IMAGE_AUGMENT, "erase": 0.5},
     ),
+    # Detection (SSDLite) as heads.md §4.3 measured it on Fashion-MNIST canvases (torchvision's SSDLite
+    # reference: SGD 0.9, cosine, wd 4e-5): lr 0.04 per 32, ~200 warm-up steps, flips only, no EMA.
+    "detection": Recipe(
+        "detection",
+        optimizer="sgd",
+        lr=0.04,
+        batch_size=32,
+        epochs=5,
+        weight_decay=4e-5,
+        schedule="cosine",
+        warmup_epochs=0.64,
+    ),
+    # Segmentation (LR-ASPP) likewise: lr 0.05 per 32 (heads.md §4.3; poly 0.9 there, cosine here).
+    "segmentation": Recipe(
+        "segmentation",
+        optimizer="sgd",
+        lr=0.05,
+        batch_size=32,
+        epochs=4,
+        weight_decay=4e-5,
+        schedule="cosine",
+        warmup_epochs=0.3,
+    ),
 }
 
 

@@ -26,6 +26,7 @@ class Task:
 
     name = "task"
     best_metric = "score"
+    default_recipe = "fast"  # the recipe when the run names none
 
     def setup(self, config, recipe, *, run_dir: Path, resume: bool) -> nn.Module:
         """Read the data and build the model (weights initialised, or loaded from ``config.init``)."""

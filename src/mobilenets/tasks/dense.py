@@ -1,0 +1,141 @@
+"""What detection and segmentation share as tasks: TaskData splits batched by index, normalized, backbone init."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..io import load_model, read_config
+from ..preprocessing import Preprocessing
+from ..training.task import Task
+
+log = logging.getLogger(__name__)
+
+# Detection and segmentation heads normalize as torchvision's references do for these models.
+DEFAULT_MEAN, DEFAULT_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+
+
+class DenseTask(Task):
+    """A task over ``mobilenets.data.TaskData`` (images in [0, 1], a target per image)."""
+
+    def load(self, config, recipe):
+        raise NotImplementedError
+
+    def build(self, config, data) -> nn.Module:
+        raise NotImplementedError
+
+    def setup(self, config, recipe, *, run_dir: Path, resume: bool) -> nn.Module:
+        if config.init:
+            raise ValueError(f"--init is for classification runs; a {self.name} model starts from a classifier's "
+                             "weights with --init-backbone RUN_OR_MODEL_DIR")  # fmt: skip
+        self.data = self.load(config, recipe)
+        model = self.build(config, self.data)
+        if config.init_backbone and not resume:
+            self.mean, self.std = init_backbone(model, config.init_backbone)
+        elif config.init_backbone:
+            pre = read_config(config.init_backbone).get("preprocessing") or {}
+            self.mean, self.std = tuple(pre.get("mean", DEFAULT_MEAN)), tuple(pre.get("std", DEFAULT_STD))
+        else:
+            self.mean, self.std = DEFAULT_MEAN, DEFAULT_STD
+        size = self.data.resolution
+        model.labels = list(self.data.labels)
+        chans = model.in_chans
+        # The whole image is resized to the input (no crop: boxes and masks cover all of it).
+        order = "L" if chans == 1 else "RGB"
+        model.preprocessing = Preprocessing(input_size=(size, size), resize=0, channel_order=order,
+                                            mean=self.mean[:chans], std=self.std[:chans],
+                                            extra={"resize_whole_image": True})  # fmt: skip
+        return model
+
+    def describe(self) -> str:
+        d = self.data
+        return (f"{d.name} ({d.source}): {len(d.train)} train / {len(d.val)} val images, {d.num_classes} classes "
+                f"with background, {d.resolution}x{d.resolution}, augment {d.augment}")  # fmt: skip
+
+    def record(self) -> dict:
+        return {"data": self.data.to_dict(), "labels": list(self.data.labels)}
+
+    def train_size(self) -> int:
+        return len(self.data.train)
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        mean = torch.tensor(self.mean, dtype=images.dtype).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, dtype=images.dtype).view(1, -1, 1, 1)
+        return (images - mean[:, : images.shape[1]]) / std[:, : images.shape[1]]
+
+    def batches(self, dataset, order, batch_size, *, workers, shard, start, loader_seed):
+        chunks = [order[i : i + batch_size] for i in range(start * batch_size, len(order), batch_size)]
+        if shard:
+            chunks = [c[shard[0] :: shard[1]] for c in chunks]
+        loader = torch.utils.data.DataLoader(dataset, batch_sampler=[c.tolist() for c in chunks],
+                                             num_workers=workers, collate_fn=self.data.collate,
+                                             generator=torch.Generator().manual_seed(loader_seed))  # fmt: skip
+        for (images, targets), chunk in zip(loader, chunks, strict=True):
+            yield self.normalize(images), targets, len(chunk) - len(images)
+
+    def train_batches(self, order, batch_size, *, generator, workers, shard, start, loader_seed):
+        return self.batches(self.data.train, order, batch_size, workers=workers, shard=shard, start=start,
+                            loader_seed=loader_seed)  # fmt: skip
+
+    def val_batches(self, batch_size: int, workers: int):
+        order = torch.arange(len(self.data.val))
+        return self.batches(self.data.val, order, batch_size, workers=workers, shard=None, start=0, loader_seed=0)
+
+    def save_model(self, model, directory, metadata):
+        from ..io import save_model
+
+        meta = {**metadata, "data": self.data.name}
+        save_model(model, directory, labels=list(self.data.labels), preprocessing=model.preprocessing,
+                   metadata=meta, overwrite=True)  # fmt: skip
+
+
+def backbone_chans(source: str | None) -> int:
+    """The input channels of an ``--init-backbone`` source (3 without one): the head's model takes the same."""
+    if not source:
+        return 3
+    from ..training.checkpoint import BEST_DIR
+
+    path = Path(source) / BEST_DIR if (Path(source) / BEST_DIR).is_dir() else Path(source)
+    return int(read_config(path)["options"].get("in_chans", 3))
+
+
+def backbone_of(model: nn.Module) -> nn.Module:
+    """The classification network inside a detection or segmentation model."""
+    backbone = model.backbone
+    return getattr(backbone, "network", backbone)
+
+
+def init_backbone(model: nn.Module, source: str) -> tuple[tuple, tuple]:
+    """Copy a classification run's (or model directory's) backbone weights into ``model``; returns its mean/std.
+
+    The source must be the same backbone family and width: its stem and blocks must fit. Tensors that
+    differ only where the head's backbone differs by design (a reduced tail, a removed classifier)
+    are left as initialised and named in the log; any other mismatch is an error naming it.
+    """
+    from pathlib import Path
+
+    from ..training.checkpoint import BEST_DIR
+
+    path = Path(source) / BEST_DIR if (Path(source) / BEST_DIR).is_dir() else Path(source)
+    donor = load_model(path)
+    target = backbone_of(model)
+    ours, theirs = target.state_dict(), donor.state_dict()
+    fits = {k: theirs[k] for k, v in ours.items() if k in theirs and theirs[k].shape == v.shape}
+    misfits = [k for k in ours if k not in fits]
+    first_stage = [k for k in ours if k.startswith(("stem.", "stages.0.", "stages.1."))]
+    if any(k in misfits for k in first_stage) or len(fits) < len(ours) / 2:
+        bad = next(k for k in misfits)
+        there = tuple(theirs[bad].shape) if bad in theirs else "missing"
+        raise ValueError(f"--init-backbone {source} ({donor.name}) does not fit the backbone of {model.name}: "
+                         f"{bad!r} is {there} there but {tuple(ours[bad].shape)} here; give a classification run "
+                         "or model directory of the same backbone and width")  # fmt: skip
+    target.load_state_dict({**ours, **fits})
+    if misfits:
+        log.info("--init-backbone: %d tensors left as initialised (they differ by design: %s ...)", len(misfits),
+                 ", ".join(misfits[:3]))  # fmt: skip
+    log.info("--init-backbone %s: %d of %d backbone tensors from %s", source, len(fits), len(ours), donor.name)
+    pre = donor.preprocessing
+    return tuple(pre.mean), tuple(pre.std)

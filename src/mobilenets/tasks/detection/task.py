@@ -1,0 +1,121 @@
+"""Detection as a training task: SSDLite losses, COCO mAP on the validation split, pictures of the boxes."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import torch
+
+from ...data.load import load_detection_data
+from ...data.show import draw_sample, save_png
+from ...io import atomic_write_text, load_model
+from ...models.factory import create_model
+from ...training.report import write_curves, write_markdown
+from ..coco_map import coco_map
+from ..dense import DenseTask, backbone_chans
+
+log = logging.getLogger(__name__)
+
+
+class DetectionTask(DenseTask):
+    """SSDLite on ``fmnist-det`` canvases or a COCO directory; the best epoch has the highest mAP@[.5:.95]."""
+
+    name = "detection"
+    best_metric = "map"
+    default_recipe = "detection"
+
+    def load(self, config, recipe):
+        in_chans = backbone_chans(config.init_backbone)
+        return load_detection_data(config.data, resolution=config.resolution, train_limit=config.train_limit,
+                                   val_limit=config.val_limit, seed=config.seed or None, in_chans=in_chans,
+                                   augment=None if config.augment else "none")  # fmt: skip
+
+    def build(self, config, data):
+        in_chans = backbone_chans(config.init_backbone)
+        self.model = create_model(config.model, num_classes=data.num_classes, in_chans=in_chans)
+        return self.model
+
+    def targets_to(self, targets, device):
+        return [{k: v.to(device) for k, v in t.items()} for t in targets]
+
+    def loss(self, outputs, targets, recipe):
+        size = (self.data.resolution, self.data.resolution)
+        losses = self.model.loss_from_outputs(outputs, targets, size)
+        n = len(targets)
+        stats = {name: value.item() * n for name, value in losses.items()}
+        return sum(losses.values()), stats
+
+    @torch.no_grad()
+    def predictions(self, model, *, device, batch_size: int, workers: int):
+        model.eval()
+        preds, truth, images = [], [], []
+        for x, targets, _ in self.val_batches(batch_size, workers):
+            boxes, scores = model(x.to(device))
+            preds += [{k: v.cpu() for k, v in p.items()} for p in model.postprocess(boxes, scores)]
+            truth += targets
+            if len(images) < 16:
+                images += list(x[: 16 - len(images)])
+        return preds, truth, images
+
+    def evaluate(self, model, *, device, channels_last, bf16, workers, batch_size):
+        preds, truth, _ = self.predictions(model, device=device, batch_size=min(batch_size, 64), workers=workers)
+        result = coco_map(preds, truth, self.data.labels)
+        return {"map": result["map"], "map50": result["map50"], "map75": result["map75"],
+                "per_class": result["per_class"]}  # fmt: skip
+
+    def report(self, out, best_dir, *, config, recipe, state, wall_seconds):
+        from ...complexity import profile
+
+        model = load_model(best_dir)
+        preds, truth, images = self.predictions(model, device=torch.device("cpu"), batch_size=32,
+                                                workers=config.workers)  # fmt: skip
+        result = coco_map(preds, truth, self.data.labels)
+        size = self.data.resolution
+        prof = profile(model, size)
+        summary = {
+            "model": config.model, "task": self.name, "data": self.data.to_dict(), "recipe": recipe.name,
+            "epochs": state.epoch, "steps": state.step, "best_epoch": state.best_epoch,
+            "map": round(result["map"], 4), "map50": round(result["map50"], 4), "map75": round(result["map75"], 4),
+            "per_class_ap": result["per_class"], "params": prof.params, "madds": prof.madds,
+            "resolution": [size, size], "train_seconds": round(state.train_seconds, 1),
+            "wall_seconds_this_invocation": round(wall_seconds, 1), "skipped": self.data.skipped,
+        }  # fmt: skip
+        atomic_write_text(out / "report.json", json.dumps(summary, indent=1) + "\n")
+        pictures = [p for p in (write_curves(out, state.history, "map", "mAP@[.5:.95]"),
+                                self.grid(out, images, preds, truth)) if p]  # fmt: skip
+        headline = [
+            f"- data `{self.data.name}` ({len(self.data.train)} train / {len(self.data.val)} val), {size}x{size}",
+            f"- best epoch {state.best_epoch}: mAP@[.5:.95] **{result['map']:.3f}**, mAP50 {result['map50']:.3f}, "
+            f"mAP75 {result['map75']:.3f}",
+            f"- {prof.params:,} params, {prof.madds / 1e9:.3f}B MAdds; training {state.train_seconds / 60:.1f} min",
+            "- per-class AP: " + ", ".join(f"{k} {v:.3f}" for k, v in result["per_class"].items()),
+        ]
+        write_markdown(out, f"{config.model} on {self.data.name}", headline, state.history, pictures)
+        log.info("best model: %s (epoch %d); mAP %.3f, mAP50 %.3f; report: %s", best_dir, state.best_epoch,
+                 result["map"], result["map50"], out / "report.md")  # fmt: skip
+        return summary
+
+    def grid(self, out, images, preds, truth):
+        """predictions.png: validation images, predicted boxes (score >= 0.3) left, the truth right."""
+        import warnings
+
+        from torchvision.utils import make_grid
+
+        warnings.filterwarnings("ignore", message="boxes doesn't contain any box")  # an image with none to draw
+        pictures = []
+        for image, pred, target in zip(images, preds, truth, strict=False):
+            shown = image * torch.tensor(self.std).view(-1, 1, 1)[: image.shape[0]] + torch.tensor(
+                self.mean).view(-1, 1, 1)[: image.shape[0]]  # fmt: skip
+            keep = pred["scores"] >= 0.3
+            pictures.append(draw_sample(shown, {"boxes": pred["boxes"][keep], "labels": pred["labels"][keep]},
+                                        self.data.labels, "detection"))  # fmt: skip
+            pictures.append(draw_sample(shown, target, self.data.labels, "detection"))
+        if not pictures:
+            return None
+        path = out / "predictions.png"
+        save_png(make_grid(pictures, nrow=4, padding=2, pad_value=255), path)
+        return path
+
+
+TASK = DetectionTask
