@@ -59,5 +59,5 @@ if __name__ == "__main__":
 
     torch.set_num_threads(1)
     path = Path(__file__).parent / "snapshots" / "architectures.json"
-    names = mobilenets.list_models(task="classification")  # detectors: tests/test_detection.py
+    names = mobilenets.list_models(task="classification")  # detectors, segmenters: their own tests
     path.write_text(json.dumps({n: snapshot(n) for n in names}, indent=1, sort_keys=True))

@@ -39,7 +39,8 @@ def test_forward_shapes_odd_and_224(name):
 
 
 def _all_figures():
-    for name in ALL:
+    for name in list_models(task="classification") + list_models(task="detection"):  # segmenters' Table 7 rows
+        # (one 1025x2049 forward each): tests/test_segmentation.py
         for comp in compare_published(name):
             yield pytest.param(comp, id=f"{name}-{comp.published.source}-{comp.published.resolution}")
 

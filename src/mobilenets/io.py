@@ -328,9 +328,11 @@ def load_model(directory: str | os.PathLike, *, device: str | torch.device = "cp
     except (SafetensorError, OSError) as err:
         raise ValueError(f"{weights} is not a readable safetensors file ({err}); it may be truncated") from None
     model = build_from_config(config)
-    from .models.net import upgrade_state_dict
+    from .models.net import Network, upgrade_state_dict
 
-    load_state_dict_checked(model, upgrade_state_dict(state_dict), source=str(weights))
+    if isinstance(model, Network):  # old classifier directories; a task model's ``head`` is its own
+        state_dict = upgrade_state_dict(state_dict)
+    load_state_dict_checked(model, state_dict, source=str(weights))
     labels = config.get("labels")
     if labels is not None and len(labels) != model.num_classes:
         # Checked here, where labels are read, so that predict never indexes past a short list.

@@ -30,7 +30,7 @@ class Published:
     source: str
     params: str | None = None
     madds: str | None = None
-    resolution: int = 224
+    resolution: int | str = 224  # or "HxW" (P-V3 Table 7: "1025x2049")
     top1: float | None = None
     num_classes: int = 1000
     count_bn: bool = True
@@ -81,7 +81,9 @@ def get_entry(name: str) -> ModelEntry:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=5, cutoff=0.5)
         hint = f"did you mean {', '.join(close)}? " if close else ""
         # A ValueError, not a KeyError: a mistyped name is the user's mistake, a KeyError would be our bug.
-        families = sorted({entry.builder.__name__ for entry in _REGISTRY.values()})
+        tasks = sorted({e.task for e in _REGISTRY.values()}, key=lambda t: t != "classification")
+        families = [f"{', '.join(sorted({e.builder.__name__ for e in _REGISTRY.values() if e.task == t}))} ({t})"
+                    for t in tasks]  # fmt: skip
         raise UsageError(f"unknown model {name!r}; {hint}valid names start with {', '.join(families)} "
                          f"(`mobilenets list` shows all {len(_REGISTRY)})")  # fmt: skip
     return _REGISTRY[name]

@@ -23,7 +23,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resolution", "-r", type=resolution_arg, default=None,
                    help="input size: 224 or HxW such as 224x160 (default 224; a model directory's own)")  # fmt: skip
     p.add_argument("--num-classes", type=int, default=None,
-                   help="default: the model's (1000; detectors 91; a model directory's own)")  # fmt: skip
+                   help="default: the model's (1000; detectors 91; segmenters 19; a model dir's own)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_info)
 

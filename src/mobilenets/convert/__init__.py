@@ -114,6 +114,8 @@ def convert_checkpoint(
         found = infer_num_classes(tensors, key)
         if target.family == "ssdlite":
             found = module.detector_classes(tensors, target)
+        if found == 0 and target.family == "lraspp":  # a segmenter has no headless variant to fall back on
+            raise ValueError(f"{path} has no {key!r}; is it a torchvision {target.source_name} state dict?")
     classes = found if num_classes is None else num_classes
     net = target.build(classes)
     keys = set(tensors)

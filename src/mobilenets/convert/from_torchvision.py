@@ -1,12 +1,13 @@
-"""torchvision ``mobilenet_v2``, ``mobilenet_v3_large``, ``mobilenet_v3_small`` and ``ssdlite320_mobilenet_v3_large``
-state dicts (spec §4.1-4.2, §4.9)."""
+"""torchvision ``mobilenet_v2``, ``mobilenet_v3_large``, ``mobilenet_v3_small``, ``ssdlite320_mobilenet_v3_large``
+and ``segmentation.lraspp_mobilenet_v3_large`` state dicts (spec §4.1-4.2, §4.9; LR-ASPP's ``backbone.N``
+are the classifier's ``features.N``)."""
 
 from __future__ import annotations
 
 from torch import nn
 
 from ..layers import InvertedResidual
-from ..preprocessing import Preprocessing
+from ..preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 from ._common import IMAGENET_PREPROCESSING, Copy, Target, block_list, check_block_kinds, torch_bn, torch_cna
 
 SOURCE = "torchvision"
@@ -30,19 +31,50 @@ TARGETS = {
                                             {"backbone": "mobilenet_v3_large", "preset": "torchvision"},
                                             Preprocessing((320, 320), 320, mean=(0.5,) * 3, std=(0.5,) * 3),
                                             "ssdlite320_mobilenet_v3_large"),
+    # torchvision's segmentation presets: resize to 520, ImageNet mean/std (VOC labels, 21 classes).
+    "lraspp_mobilenet_v3_large": Target("lraspp_mobilenet_v3_large", "lraspp",
+                                        {"backbone": "mobilenet_v3_large_100", "flavour": "torchvision"},
+                                        Preprocessing((520, 520), 520, mean=IMAGENET_MEAN, std=IMAGENET_STD),
+                                        "lraspp_mobilenet_v3_large"),
 }  # fmt: skip
-ALIASES = {t.name: key for key, t in TARGETS.items()}
+ALIASES = {t.name: key for key, t in TARGETS.items() if t.name != key}
 
 
 def classifier_key(target: Target) -> str:
     if target.family == "ssdlite":  # its classes are the lowest class predictor's outputs / anchors there
         return "head.classification_head.module_list.0.1.bias"
+    if target.family == "lraspp":
+        return "classifier.low_classifier.weight"
     return "classifier.1.weight" if target.family == "mobilenet_v2" else "classifier.3.weight"
+
+
+def lraspp_plan(model: nn.Module, keys: set[str]) -> list[Copy]:
+    """torchvision's LRASPP: the V3 backbone plan with ``backbone.`` for ``features.``, then the head (spec §4.3)."""
+    if model.options.get("flavour") != "torchvision":
+        raise ValueError(f"{model.name} is the paper's LR-ASPP; torchvision checkpoints fit flavour='torchvision' "
+                         "(--model lraspp_mobilenet_v3_large)")  # fmt: skip
+    backbone = _target("backbone", "", "mobilenet_v3", {})
+    steps = []
+    for step in plan(model.backbone, backbone, keys):
+        if step.ours.startswith("pre_logits."):  # the classifier's, absent from a segmentation backbone
+            continue
+        source = "backbone." + step.source[len("features.") :]
+        steps.append(Copy(f"backbone.{step.ours}", source, step.transform, step.optional))
+    steps += torch_cna("head.branch", "classifier.cbr.0", "classifier.cbr.1")
+    steps.append(Copy("head.gate.weight", "classifier.scale.1.weight"))
+    for ours, theirs in (
+        ("head.high_classifier", "classifier.high_classifier"),
+        ("head.low_classifier", "classifier.low_classifier"),
+    ):
+        steps += [Copy(f"{ours}.{p}", f"{theirs}.{p}") for p in ("weight", "bias")]  # fmt: skip
+    return steps
 
 
 def plan(model: nn.Module, target: Target, keys: set[str]) -> list[Copy]:
     if target.family == "ssdlite":
         return ssdlite_plan(model, target, keys)
+    if target.family == "lraspp":
+        return lraspp_plan(model, keys)
     check_block_kinds(model, (InvertedResidual,), SOURCE)
     steps = torch_cna("stem", "features.0.0", "features.0.1")
     blocks = block_list(model)

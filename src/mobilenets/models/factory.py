@@ -60,13 +60,14 @@ def create_model(
     does not take is an error that lists the ones it does. ``features_only`` returns the
     backbone as a ``FeatureNetwork`` whose forward gives the feature maps of ``out_indices``
     (indices into ``level_features()``: one per reduction, 2 to 32), as timm's does.
-    ``num_classes`` defaults to the builder's (1000 for classifiers, 91 for COCO detectors).
+    ``num_classes`` defaults to the builder's (1000 for classifiers, 91 for COCO detectors, 19 for segmenters).
     """
     entry = get_entry(name)
     options = {**entry.fixed, **variant_options, "in_chans": in_chans}
     if num_classes is not None:
         options["num_classes"] = num_classes
     for key, value in (
+        ("num_classes", num_classes),
         ("drop_rate", drop_rate),
         ("bn_eps", bn_eps),
         ("bn_momentum", bn_momentum),

@@ -217,9 +217,12 @@ class Network(nn.Module):
     def forward_intermediates(self, x: torch.Tensor, taps: list[str] | None = None) -> list[torch.Tensor]:
         """Feature maps named in ``taps`` (``FeatureInfo.module`` names), in the order asked.
 
-        Defaults to every stage end. Stops after the last requested tap.
+        Defaults to every stage end. A block's output (``stages.2.0``) can be tapped too
+        (torchvision's LR-ASPP skip is the first block of the OS8 stage). Stops after the last requested tap.
         """
-        known = {f.module for f in self.feature_info}
+        known = {f.module for f in self.feature_info} | {
+            f"stages.{i}.{j}" for i, stage in enumerate(self.stages) for j in range(len(stage))
+        }
         taps = [f.module for f in self.stage_features()] if taps is None else list(taps)
         unknown = [t for t in taps if t not in known]
         if unknown:
@@ -236,6 +239,7 @@ class Network(nn.Module):
                     found[f"{name}.expand"], found[f"{name}.dw"] = inner
                 else:
                     x = block(x)
+                found[name] = x
             found[f"stages.{i}"] = x
             if wanted <= found.keys():
                 break
