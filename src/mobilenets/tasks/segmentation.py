@@ -9,12 +9,18 @@ upsampled bilinearly (``align_corners=False``) to the label size before the argm
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from .dense import DenseTask, backbone_chans
+
+log = logging.getLogger(__name__)
 
 IGNORE_INDEX = 255
 
@@ -143,3 +149,106 @@ def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: 
     if logits.shape[-2:] != labels.shape[-2:]:
         logits = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
     return F.cross_entropy(logits, labels.long(), ignore_index=ignore_index)
+
+
+# --- the training task ----------------------------------------------------------------------------------------
+
+
+class SegmentationTask(DenseTask):
+    """LR-ASPP / R-ASPP on ``fmnist-seg`` canvases or a VOC-layout directory; the best epoch has the highest mIoU."""
+
+    name = "segmentation"
+    best_metric = "miou"
+    default_recipe = "segmentation"
+
+    ignore_index = IGNORE_INDEX
+
+    def load(self, config, in_chans):
+        from ..data.load import load_segmentation_data
+
+        return load_segmentation_data(config.data, resolution=config.resolution, train_limit=config.train_limit,
+                                      val_limit=config.val_limit, seed=config.seed or None, in_chans=in_chans,
+                                      augment=None if config.augment else "none")  # fmt: skip
+
+    def build(self, config, data):
+        return create_segmentation_model(config.model, num_classes=data.num_classes,
+                                         in_chans=backbone_chans(config.init_backbone))  # fmt: skip
+
+    def after_load(self, model):
+        self.ignore_index = self.data.details.get("ignore_index", IGNORE_INDEX)
+
+    def loss(self, outputs, targets, recipe):
+        loss = F.cross_entropy(outputs.float(), targets, ignore_index=self.ignore_index)
+        labelled = targets != self.ignore_index
+        correct = ((outputs.argmax(1) == targets) & labelled).sum().item()
+        # pixel accuracy of the batch, weighted per image as the engine averages per sample
+        return loss, {"pixel_acc": 100.0 * correct / max(1, int(labelled.sum())) * len(targets)}
+
+    @torch.no_grad()
+    def _scores(self, model, *, device, batch_size, workers):
+        model.eval()
+        metric = SegmentationMetric(self.data.num_classes, self.ignore_index)
+        shown = []
+        for x, masks, _ in self.val_batches(batch_size, workers):
+            logits = model(x.to(device))
+            metric.update(logits, masks.to(device))
+            if len(shown) < 8:
+                shown += [(img, pred, mask) for img, pred, mask in zip(x, logits.argmax(1).cpu(), masks, strict=True)]
+        return metric.compute(), shown[:8]
+
+    def evaluate(self, model, *, device, channels_last, bf16, workers, batch_size):
+        scores, _ = self._scores(model, device=device, batch_size=min(batch_size, 32), workers=workers)
+        return {"miou": scores.miou, "pixel_accuracy": scores.pixel_accuracy,
+                "iou": dict(zip(self.data.labels, scores.iou, strict=True))}  # fmt: skip
+
+    def report(self, out, best_dir, *, config, recipe, state, wall_seconds):
+        from ..complexity import profile
+        from ..io import atomic_write_text, load_model
+        from ..training.report import write_curves, write_markdown
+
+        model = load_model(best_dir)
+        scores, shown = self._scores(model, device=torch.device("cpu"), batch_size=16, workers=config.workers)
+        size = self.data.resolution
+        prof = profile(model, size)
+        per_class = dict(zip(self.data.labels, scores.iou, strict=True))
+        summary = {
+            "model": config.model, "task": self.name, "data": self.data.to_dict(), "recipe": recipe.name,
+            "epochs": state.epoch, "steps": state.step, "best_epoch": state.best_epoch,
+            "miou": round(scores.miou, 4), "pixel_accuracy": round(scores.pixel_accuracy, 4), "iou": per_class,
+            "params": prof.params, "madds": prof.madds, "resolution": [size, size],
+            "train_seconds": round(state.train_seconds, 1), "wall_seconds_this_invocation": round(wall_seconds, 1),
+            "skipped": self.data.skipped,
+        }  # fmt: skip
+        atomic_write_text(out / "report.json", json.dumps(summary, indent=1) + "\n")
+        pictures = [p for p in (write_curves(out, state.history, "miou", "mIoU"), self.grid(out, shown)) if p]
+        headline = [
+            f"- data `{self.data.name}` ({len(self.data.train)} train / {len(self.data.val)} val), {size}x{size}",
+            f"- best epoch {state.best_epoch}: mIoU ({self.data.num_classes} classes, background included) "
+            f"**{scores.miou:.3f}**, pixel accuracy {scores.pixel_accuracy:.3f}",
+            f"- {prof.params:,} params, {prof.madds / 1e9:.3f}B MAdds; training {state.train_seconds / 60:.1f} min",
+            "- per-class IoU: " + ", ".join(f"{k} {v:.3f}" for k, v in per_class.items()),
+        ]
+        write_markdown(out, f"{config.model} on {self.data.name}", headline, state.history, pictures)
+        log.info("best model: %s (epoch %d); mIoU %.3f; report: %s", best_dir, state.best_epoch, scores.miou,
+                 out / "report.md")  # fmt: skip
+        return summary
+
+    def grid(self, out, shown):
+        """predictions.png: validation images with the predicted mask left and the true mask right."""
+        from torchvision.utils import make_grid
+
+        from ..data.show import draw_sample, save_png
+
+        pictures = []
+        for image, pred, mask in shown:
+            image = image * torch.tensor(self.std).view(-1, 1, 1) + torch.tensor(self.mean).view(-1, 1, 1)
+            pictures.append(draw_sample(image, pred, self.data.labels, "segmentation"))
+            pictures.append(draw_sample(image, mask, self.data.labels, "segmentation"))
+        if not pictures:
+            return None
+        path = out / "predictions.png"
+        save_png(make_grid(pictures, nrow=4, padding=2, pad_value=255), path)
+        return path
+
+
+TASK = SegmentationTask

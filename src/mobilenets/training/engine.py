@@ -44,6 +44,7 @@ __all__ = ["BEST_DIR", "CHECKPOINT", "RUN_CONFIG", "TrainConfig", "fit", "lr_fac
 TASK_MODULES = {
     "classification": "mobilenets.tasks.classification",
     "detection": "mobilenets.tasks.detection.task",
+    "segmentation": "mobilenets.tasks.segmentation",
 }
 # Options a resumed run may change: they do not alter the arithmetic of the remaining steps
 # (epochs does, through the schedule, and is allowed with a warning).

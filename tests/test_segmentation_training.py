@@ -1,0 +1,51 @@
+"""LR-ASPP trains through the shared engine on Fashion-MNIST canvases: mIoU per epoch, the report, eval, resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import mobilenets
+from mobilenets.cli import main
+from mobilenets.data.classification import FASHION_MNIST_DIR
+from mobilenets.training import TrainConfig, train
+from mobilenets.training.checkpoint import CHECKPOINT
+
+pytestmark = pytest.mark.skipif(not FASHION_MNIST_DIR.is_dir(), reason="needs Debian's dataset-fashion-mnist")
+
+
+def _config(out, **overrides):
+    base = dict(model="lraspp_mobilenet_v3_small_100", data="fmnist-seg", output=str(out), epochs=2, batch_size=8,
+                train_limit=24, val_limit=8, resolution=64, progress=False, tensorboard=False, deterministic=True,
+                threads=1, workers=0, checkpoint_every=2)  # fmt: skip
+    base.update(overrides)
+    return TrainConfig(**base)
+
+
+def test_segmenter_trains_reports_evaluates_and_resumes_exactly(tmp_path, capsys):
+    summary = train(_config(tmp_path / "whole"))
+    assert summary["task"] == "segmentation" and 0.0 <= summary["miou"] <= 1.0
+    assert list(summary["iou"]) == ["background", *mobilenets.data.classification.FASHION_MNIST_LABELS]
+    run = json.loads((tmp_path / "whole" / "run.json").read_text())
+    assert run["recipe"]["name"] == "segmentation" and run["data"]["name"].startswith("fmnist-seg-128")
+    header = (tmp_path / "whole" / "metrics.csv").read_text().splitlines()[0]
+    assert "train_pixel_acc" in header and "val_miou" in header
+    for picture in ("curves.png", "predictions.png"):
+        assert (tmp_path / "whole" / picture).stat().st_size > 1000
+    assert main(["eval", str(tmp_path / "whole"), "--json"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["miou"] == pytest.approx(summary["miou"], abs=1e-3) and evaluated["images"] == 8
+
+    train(_config(tmp_path / "split", max_steps=4))
+    train(_config(tmp_path / "split"), resume=True)
+    a = torch.load(tmp_path / "whole" / CHECKPOINT, weights_only=True)["model"]
+    b = torch.load(tmp_path / "split" / CHECKPOINT, weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_classifier_name_is_not_a_segmentation_run(tmp_path, capsys):
+    argv = ["train", "-m", "mobilenet_v3_small_100", "--data", "fmnist-seg", "-o", str(tmp_path / "r")]
+    assert main(argv) == 2  # a classifier reads classification data: fmnist-seg is not one
+    assert "fmnist-seg" in capsys.readouterr().err
