@@ -131,15 +131,19 @@ def cmd_train(args) -> int:
         fields = {f.name for f in dataclasses.fields(TrainConfig)}
         config = TrainConfig(output=output, **{"model": None, **{k: v for k, v in given.items() if k in fields}})
         summary = train(config, overwrite=getattr(args, "overwrite", False))
-    if "top1" in summary:
-        print(
-            f"{summary['model']}: {summary['val_split']} top-1 {summary['top1']:.2f}%  top-5 {summary['top5']:.2f}%"
-            f"  ({summary['params']:,} params, {summary['madds'] / 1e6:.2f}M MAdds)"
-        )
-        elapsed = time.time() - started
-        print(f"wall time of this command {elapsed:.0f} s ({elapsed / 60:.1f} min); report: {config.output}/report.md")
-    else:
+    if summary.get("stopped_early"):
         print(f"stopped after step {summary['step']}; continue with `mobilenets train --resume {config.output}`")
+        return 0
+    size = f"{summary['params']:,} params, {summary['madds'] / 1e6:.2f}M MAdds"
+    if "top1" in summary:
+        figures = f"{summary['val_split']} top-1 {summary['top1']:.2f}%  top-5 {summary['top5']:.2f}%"
+    elif "map" in summary:
+        figures = f"val mAP@[.5:.95] {summary['map']:.3f}  mAP50 {summary['map50']:.3f}  mAP75 {summary['map75']:.3f}"
+    else:
+        figures = f"val mIoU {summary['miou']:.3f}  pixel accuracy {summary['pixel_accuracy']:.3f}"
+    print(f"{summary['model']}: {figures}  ({size})")
+    elapsed = time.time() - started
+    print(f"wall time of this command {elapsed:.0f} s ({elapsed / 60:.1f} min); report: {config.output}/report.md")
     return 0
 
 
