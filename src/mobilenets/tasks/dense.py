@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import logging
 from pathlib import Path
 
@@ -21,12 +22,13 @@ DEFAULT_MEAN, DEFAULT_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
 class DenseTask(Task):
     """A task over ``mobilenets.data.TaskData`` (images in [0, 1], a target per image)."""
 
+    @abc.abstractmethod
     def load(self, config, in_chans: int):
         """The task's TaskData for ``config`` (data, resolution, limits, augmentation), read with ``in_chans``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def build(self, config, data) -> nn.Module:
-        raise NotImplementedError
+        """The task's model for ``data`` (its class count) and ``config`` (the registered name)."""
 
     def setup(self, config, recipe, *, run_dir: Path, resume: bool) -> nn.Module:
         if config.init:

@@ -8,6 +8,7 @@ A new task is a new subclass; the loop is never copied.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,8 @@ import torch
 from torch import nn
 
 
-class Task:
-    """Subclass and fill in every method; ``fit(task, config)`` calls them in this order.
+class Task(abc.ABC):
+    """Subclass and fill in every abstract method; ``fit(task, config)`` calls them in this order.
 
     A batch is ``(inputs, targets, skipped)``: ``inputs`` an NCHW tensor, ``targets`` whatever the
     task's loss takes (moved by ``targets_to``), ``skipped`` how many unreadable samples the batch
@@ -28,21 +29,23 @@ class Task:
     best_metric = "score"
     default_recipe = "fast"  # the recipe when the run names none
 
+    @abc.abstractmethod
     def setup(self, config, recipe, *, run_dir: Path, resume: bool) -> nn.Module:
         """Read the data and build the model (weights initialised, or loaded from ``config.init``)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def describe(self) -> str:
         """One line for the log: the data and its splits."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def record(self) -> dict:
         """What ``run.json`` keeps beside the config (labels, preprocessing, the data's parameters)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def train_size(self) -> int:
-        raise NotImplementedError
+        """The number of training samples (an epoch's order is a permutation of them)."""
 
+    @abc.abstractmethod
     def train_batches(
         self,
         order: torch.Tensor,
@@ -55,7 +58,6 @@ class Task:
         loader_seed: int,
     ) -> Iterator[tuple[torch.Tensor, Any, int]]:
         """Batches of ``order`` from batch ``start`` on, augmented with ``generator``; ``shard`` = (rank, world)."""
-        raise NotImplementedError
 
     def targets_to(self, targets: Any, device: torch.device) -> Any:
         return targets.to(device)
@@ -64,18 +66,18 @@ class Task:
         """The targets of micro-batch ``index`` of ``parts`` (inputs are split as ``x[index::parts]``)."""
         return targets[index::parts]
 
+    @abc.abstractmethod
     def loss(self, outputs: Any, targets: Any, recipe) -> tuple[torch.Tensor, dict[str, float]]:
         """The batch's mean loss, and per-batch sums of training statistics (divided by samples seen)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def evaluate(self, model: nn.Module, *, device, channels_last: bool, bf16: bool, workers: int, batch_size: int):
         """Validation metrics (floats, ``best_metric`` among them; other keys may hold lists)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def save_model(self, model: nn.Module, directory: Path, metadata: dict) -> None:
         """Write ``model`` as a model directory (replacing the run's previous best)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def report(self, out: Path, best_dir: Path, *, config, recipe, state, wall_seconds: float) -> dict:
         """The final evaluation of the best model, the report's pictures, and the run's summary."""
-        raise NotImplementedError
