@@ -44,3 +44,69 @@ def predict(directory: str | Path, images: list[str | Path], topk: int = 5, devi
                for v, i in zip(vals, idxs, strict=True)]  # fmt: skip
         results.append({"image": str(path), "top": top})
     return results
+
+
+def predict_dense(
+    directory: str | Path, images: list[str | Path], *, save: str | Path | None = None, device: str = "cpu",
+    min_score: float = 0.3, overwrite: bool = False,
+) -> list[dict]:  # fmt: skip
+    """Detections or masks per image from a detection or segmentation model directory.
+
+    Each image is resized whole to the model's input; boxes come back in the image's own pixels
+    (``[{"image", "detections": [{"box", "label", "index", "score"}]}]``, scores >= ``min_score``), masks
+    as class pixel counts (``[{"image", "pixels": {label: n}}]``). ``save``: a new or empty directory that
+    gets each image with its boxes drawn, or its mask as a colour overlay, as ``<stem>.png``.
+    """
+    import torch
+    import torch.nn.functional as F
+    from PIL import UnidentifiedImageError
+    from torchvision.transforms.functional import pil_to_tensor
+
+    from .data.show import draw_sample, save_png
+    from .devices import resolve_device
+    from .io import check_output, load_model
+    from .preprocessing import open_image, to_model_mode
+
+    target = resolve_device(device)
+    model = load_model(directory).to(target).eval()
+    task = getattr(model, "task", "classification")
+    if save is not None:
+        check_output(save, overwrite=overwrite, what="a predictions directory")
+    pre, labels = model.preprocessing, model.labels or [f"class {i}" for i in range(model.num_classes)]
+    mean = torch.tensor(pre.mean).view(-1, 1, 1)
+    std = torch.tensor(pre.std).view(-1, 1, 1)
+    results, pictures = [], {}
+    for path in images:
+        try:
+            image = pil_to_tensor(to_model_mode(open_image(path), "L" if model.in_chans == 1 else "RGB"))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"image {path} does not exist") from None
+        except (UnidentifiedImageError, OSError, ValueError) as err:
+            raise ValueError(f"cannot read image {path}: {err}") from None
+        height, width = image.shape[-2:]
+        x = F.interpolate(image[None].float() / 255, size=pre.input_size, mode="bilinear", antialias=True)
+        x = ((x - mean) / std).to(target)
+        with torch.inference_mode():
+            if task == "detection":
+                found = model.detect(x)[0]
+                keep = found["scores"] >= min_score
+                scale = torch.tensor([width / pre.input_size[1], height / pre.input_size[0]] * 2)
+                boxes = found["boxes"][keep].cpu() * scale
+                ids = found["labels"][keep].cpu()
+                results.append({"image": str(path), "detections": [
+                    {"box": [round(v, 1) for v in box], "label": labels[i], "index": i, "score": round(s, 4)}
+                    for box, i, s in zip(boxes.tolist(), ids.tolist(), found["scores"][keep].tolist(), strict=True)
+                ]})  # fmt: skip
+                drawn = {"boxes": boxes, "labels": ids}
+            else:
+                logits = F.interpolate(model(x).float(), size=(height, width), mode="bilinear", align_corners=False)
+                drawn = logits.argmax(1)[0].cpu()
+                counts = torch.bincount(drawn.flatten(), minlength=len(labels)).tolist()
+                results.append({"image": str(path), "pixels": {labels[k]: n for k, n in enumerate(counts) if n}})
+        pictures[Path(path).stem] = draw_sample(image, drawn, labels, task)
+    if save is not None:
+        out = Path(save)
+        out.mkdir(parents=True, exist_ok=True)
+        for stem, picture in pictures.items():
+            save_png(picture, out / f"{stem}.png")
+    return results

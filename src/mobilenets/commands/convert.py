@@ -37,7 +37,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "predict",
-        help="classify images with a model directory",
+        help="classify images, or detect objects / segment them, with a model directory",
         description="Classify images with a model directory, applying the preprocessing in its config.",
     )
     p.add_argument("directory", type=Path, help="model directory (from convert, train or save_model)")
@@ -45,6 +45,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--topk", type=int, default=5, help="classes to print per image (default 5)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda / cuda:N")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--save", metavar="DIR", help="detection/segmentation: write each image with its boxes or mask")
+    p.add_argument("--min-score", type=float, default=0.3, help="detection: the lowest score shown (default 0.3)")
+    p.add_argument("--overwrite", action="store_true", help="replace the --save directory if it is ours")
     p.set_defaults(func=run_predict)
 
 
@@ -63,8 +66,27 @@ def run_convert(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from ..predict import predict
+    from ..io import read_config
+    from ..predict import predict, predict_dense
+    from ..registry import get_entry, list_models
 
+    name = read_config(args.directory).get("name")
+    task = get_entry(name).task if name in list_models() else "classification"
+    if task != "classification":
+        results = predict_dense(args.directory, args.images, save=args.save, device=args.device,
+                                min_score=args.min_score, overwrite=args.overwrite)  # fmt: skip
+        if args.json:
+            print(json.dumps(results, indent=2))
+            return 0
+        for result in results:
+            print(result["image"])
+            for d in result.get("detections", []):
+                print(f"  {d['score']:.3f}  {d['label']:<14} {', '.join(f'{v:.0f}' for v in d['box'])}")
+            for label, n in result.get("pixels", {}).items():
+                print(f"  {n:>8} px  {label}")
+        return 0
+    if args.save:
+        raise ValueError("--save draws boxes or masks; a classifier's predictions are printed (use --json)")
     results = predict(args.directory, args.images, args.topk, device=args.device)
     if args.json:
         print(json.dumps(results, indent=2))
