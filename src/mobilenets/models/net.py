@@ -49,6 +49,20 @@ def _tracing() -> bool:
     return torch.fx._symbolic_trace.is_fx_symbolic_tracing() or torch.compiler.is_compiling() or torch.jit.is_tracing()
 
 
+def check_image_batch(x: torch.Tensor, name: str, in_chans: int, min_size: int) -> None:
+    """One-line errors for a batch a model cannot take: not 4-D, other channels, too small (not while tracing)."""
+    if _tracing():
+        return
+    if x.dim() != 4:
+        raise ValueError(f"{name} expects a 4-D batch (N, C, H, W), got shape {tuple(x.shape)}")
+    if x.shape[1] != in_chans:
+        raise ValueError(f"{name} was built for {in_chans} input channels but got {x.shape[1]}; "
+                         f"create it with in_chans={x.shape[1]}")  # fmt: skip
+    if min(x.shape[-2:]) < min_size:
+        raise ValueError(f"{name} needs inputs of at least {min_size}x{min_size}, got {x.shape[-2]}x{x.shape[-1]}; "
+                         "resize or pad the images")  # fmt: skip
+
+
 @dataclass(frozen=True)
 class FeatureInfo:
     """A feature map a detection or segmentation head can tap.
@@ -187,20 +201,7 @@ class Network(nn.Module):
 
     def check_input(self, x: torch.Tensor) -> None:
         """Clear errors for inputs the network cannot take (skipped while tracing or compiling)."""
-        if _tracing():
-            return
-        if x.dim() != 4:
-            raise ValueError(f"{self.name} expects a 4-D batch (N, C, H, W), got shape {tuple(x.shape)}")
-        if x.shape[1] != self.in_chans:
-            raise ValueError(
-                f"{self.name} was built for {self.in_chans} input channels but got {x.shape[1]}; "
-                f"create it with in_chans={x.shape[1]}"
-            )
-        if min(x.shape[-2:]) < self.min_input_size:
-            raise ValueError(
-                f"{self.name} needs inputs of at least {self.min_input_size}x{self.min_input_size}, "
-                f"got {x.shape[-2]}x{x.shape[-1]}; resize or pad the images"
-            )
+        check_image_batch(x, self.name, self.in_chans, self.min_input_size)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The last feature map before pooling."""

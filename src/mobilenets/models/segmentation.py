@@ -30,7 +30,7 @@ from torch.nn import functional as F
 from ..layers import ConvNormAct, NormConfig, make_divisible
 from ..registry import Published, get_entry, register
 from .factory import create_model
-from .net import Network, _tracing, check_common
+from .net import Network, check_common, check_image_batch
 from .signature import Signature, TensorSpec
 from .spec import BlockSpec
 
@@ -235,16 +235,7 @@ class SegmentationNetwork(nn.Module):
 
     def check_input(self, x: torch.Tensor) -> None:
         """Clear errors for inputs the network cannot take (skipped while tracing or compiling)."""
-        if _tracing():
-            return
-        if x.dim() != 4:
-            raise ValueError(f"{self.name} expects a 4-D batch (N, C, H, W), got shape {tuple(x.shape)}")
-        if x.shape[1] != self.in_chans:
-            raise ValueError(f"{self.name} was built for {self.in_chans} input channels but got {x.shape[1]}; "
-                             f"create it with in_chans={x.shape[1]}")  # fmt: skip
-        if min(x.shape[-2:]) < self.min_input_size:
-            raise ValueError(f"{self.name} needs images of at least {self.min_input_size}x{self.min_input_size}, "
-                             f"got {x.shape[-2]}x{x.shape[-1]}; resize or pad the images")  # fmt: skip
+        check_image_batch(x, self.name, self.in_chans, self.min_input_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
