@@ -91,6 +91,26 @@ class DenseTask(Task):
         order = torch.arange(len(self.data.val))
         return self.batches(self.data.val, order, batch_size, workers=workers, shard=None, start=0, loader_seed=0)
 
+    def prediction_grid(self, out: Path, samples: list[tuple]) -> Path | None:
+        """predictions.png: each normalized image with its prediction left and its truth right."""
+        from torchvision.utils import make_grid
+
+        from ..data.show import draw_sample, save_png
+
+        pictures = []
+        for image, predicted, truth in samples:
+            chans = image.shape[0]
+            shown = (
+                image * torch.tensor(self.std).view(-1, 1, 1)[:chans] + torch.tensor(self.mean).view(-1, 1, 1)[:chans]
+            )
+            pictures += [draw_sample(shown, predicted, self.data.labels, self.name),
+                         draw_sample(shown, truth, self.data.labels, self.name)]  # fmt: skip
+        if not pictures:
+            return None
+        path = out / "predictions.png"
+        save_png(make_grid(pictures, nrow=4, padding=2, pad_value=255), path)
+        return path
+
     def save_model(self, model, directory, metadata):
         from ..io import save_model
 

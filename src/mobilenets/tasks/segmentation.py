@@ -235,20 +235,7 @@ class SegmentationTask(DenseTask):
 
     def grid(self, out, shown):
         """predictions.png: validation images with the predicted mask left and the true mask right."""
-        from torchvision.utils import make_grid
-
-        from ..data.show import draw_sample, save_png
-
-        pictures = []
-        for image, pred, mask in shown:
-            image = image * torch.tensor(self.std).view(-1, 1, 1) + torch.tensor(self.mean).view(-1, 1, 1)
-            pictures.append(draw_sample(image, pred, self.data.labels, "segmentation"))
-            pictures.append(draw_sample(image, mask, self.data.labels, "segmentation"))
-        if not pictures:
-            return None
-        path = out / "predictions.png"
-        save_png(make_grid(pictures, nrow=4, padding=2, pad_value=255), path)
-        return path
+        return self.prediction_grid(out, shown)
 
 
 TASK = SegmentationTask

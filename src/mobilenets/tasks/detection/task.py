@@ -8,7 +8,6 @@ import logging
 import torch
 
 from ...data.load import load_detection_data
-from ...data.show import draw_sample, save_png
 from ...io import atomic_write_text, load_model
 from ...models.factory import create_model
 from ...training.report import write_curves, write_markdown
@@ -99,22 +98,9 @@ class DetectionTask(DenseTask):
         """predictions.png: validation images, predicted boxes (score >= 0.3) left, the truth right."""
         import warnings
 
-        from torchvision.utils import make_grid
-
         warnings.filterwarnings("ignore", message="boxes doesn't contain any box")  # an image with none to draw
-        pictures = []
-        for image, pred, target in zip(images, preds, truth, strict=False):
-            shown = image * torch.tensor(self.std).view(-1, 1, 1)[: image.shape[0]] + torch.tensor(
-                self.mean).view(-1, 1, 1)[: image.shape[0]]  # fmt: skip
-            keep = pred["scores"] >= 0.3
-            pictures.append(draw_sample(shown, {"boxes": pred["boxes"][keep], "labels": pred["labels"][keep]},
-                                        self.data.labels, "detection"))  # fmt: skip
-            pictures.append(draw_sample(shown, target, self.data.labels, "detection"))
-        if not pictures:
-            return None
-        path = out / "predictions.png"
-        save_png(make_grid(pictures, nrow=4, padding=2, pad_value=255), path)
-        return path
+        shown = [{"boxes": p["boxes"][p["scores"] >= 0.3], "labels": p["labels"][p["scores"] >= 0.3]} for p in preds]
+        return self.prediction_grid(out, list(zip(images, shown, truth, strict=False)))
 
 
 TASK = DetectionTask
