@@ -80,17 +80,82 @@ def test_init_backbone_copies_a_classifiers_weights(tmp_path):
     assert (mean, std) == (tuple(saved.mean), tuple(saved.std))
 
 
-def test_detector_exports_with_named_outputs_checked_against_pytorch(tmp_path):
+def test_detector_exports_raw_outputs_with_no_nms(tmp_path):
     onnx = pytest.importorskip("onnx")
     from mobilenets.deploy import export
 
     model = mobilenets.create_model("ssdlite_mobilenet_v3_small_100", num_classes=11).eval()
-    report = export(model, tmp_path / "det.onnx", "onnx", resolution=128)
+    report = export(model, tmp_path / "det.onnx", "onnx", resolution=128, nms=False)
     assert report.max_rel_error <= 1e-4
     graph = onnx.load(str(tmp_path / "det.onnx")).graph
     assert [o.name for o in graph.output] == ["boxes", "scores"]
+    assert "NonMaxSuppression" not in {n.op_type for n in graph.node}
     assert [d.dim_value for d in graph.output[1].type.tensor_type.shape.dim] == [
         1,
         model(torch.zeros(1, 3, 128, 128))[1].shape[1],
         11,
     ]
+
+
+def _spread_scores(model):
+    # At its initialisation the backbone's output hardly depends on the image, so every box of a class
+    # gets the same score and which of them NMS keeps is arbitrary. He-initialised convs give distinct
+    # scores, so that every box and its rank can be compared.
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                torch.nn.init.kaiming_normal_(module.weight)
+    return model
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "openvino"])
+def test_detector_exports_end_to_end_with_nms_in_the_graph(tmp_path, fmt):
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip(fmt if fmt == "openvino" else "onnxruntime")
+    from mobilenets.deploy import export
+    from mobilenets.deploy.runtimes import ort_runner, ov_runner
+
+    model = _spread_scores(mobilenets.create_model("ssdlite320_mobilenet_v3_large", num_classes=11).eval())
+    path = tmp_path / ("det.onnx" if fmt == "onnx" else "ov/det.xml")
+    report = export(model, path, fmt, resolution=128, batch=2)
+    assert report.max_rel_error <= 1e-4
+    x = torch.randn(2, 3, 128, 128, generator=torch.Generator().manual_seed(3))
+    run = ort_runner(path, all_outputs=True) if fmt == "onnx" else ov_runner(path, all_outputs=True)
+    boxes, scores, labels, counts = run(x.numpy())
+    assert boxes.shape == (2, 300, 4) and scores.shape == labels.shape == (2, 300) and counts.shape == (2,)
+    if fmt == "onnx":
+        graph = onnx.load(str(path)).graph
+        assert [o.name for o in graph.output] == ["boxes", "scores", "labels", "num_detections"]
+        assert "NonMaxSuppression" in {n.op_type for n in graph.node}
+    with torch.no_grad():
+        refs = [t.numpy() for t in model.with_postprocess()(x)]
+    assert (counts == refs[3]).all() and (counts > 0).all()
+    # order of near-equal scores aside, the same boxes, labels and scores
+    assert model.with_postprocess().output_error([boxes, scores, labels, counts], refs) < 1e-4
+    for i, n in enumerate(counts.tolist()):
+        assert not scores[i, n:].any() and not labels[i, n:].any() and not boxes[i, n:].any()
+
+
+def test_end_to_end_detector_pads_what_postprocess_returns_and_its_check_catches_a_moved_box():
+    model = _spread_scores(mobilenets.create_model("ssdlite320_mobilenet_v3_large", num_classes=5).eval())
+    end_to_end = model.with_postprocess(max_detections=20)
+    x = torch.randn(3, 3, 96, 96)
+    with torch.no_grad():
+        out = end_to_end(x)
+    assert out.boxes.shape == (3, 20, 4) and out.labels.dtype == torch.int64
+    for i, ref in enumerate(model.detect(x)):
+        n = int(out.num_detections[i])
+        assert n == min(20, len(ref["scores"]))
+        assert torch.equal(out.boxes[i, :n], ref["boxes"][:n]) and torch.equal(out.labels[i, :n], ref["labels"][:n])
+        assert torch.equal(out.scores[i, :n], ref["scores"][:n])
+    refs = [t.numpy() for t in out]
+    assert end_to_end.output_error(refs, refs) == 0.0
+    moved = [r.copy() for r in refs]
+    moved[0][0, 0] += 5.0
+    assert end_to_end.output_error(moved, refs) > 1e-2
+    fewer = [r.copy() for r in refs]
+    fewer[3][1] -= 1
+    assert end_to_end.output_error(fewer, refs) == float("inf")
+    with pytest.raises(ValueError, match="max_detections"):
+        model.with_postprocess(max_detections=0)

@@ -22,6 +22,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="input size, 224 or HxW such as 224x160 (default: the config preprocessing)")  # fmt: skip
     p.add_argument("--batch", type=int, default=1, help="static batch size (default 1)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 20)")
+    p.add_argument("--no-nms", action="store_true",
+                   help="detectors: export every decoded box and its class scores instead of the final "
+                        "detections (decoding and NMS inside the graph, the default)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the export report as JSON")
     p.set_defaults(func=cmd_export)
 
@@ -74,7 +77,7 @@ def cmd_export(args) -> int:
     output = Path(args.output) if args.output else default_output(args.model_dir, args.format)
     try:
         report = export(model, output, args.format, resolution=args.resolution, batch=args.batch,
-                        opset=args.opset or DEFAULT_OPSET, overwrite=args.overwrite)  # fmt: skip
+                        opset=args.opset or DEFAULT_OPSET, overwrite=args.overwrite, nms=not args.no_nms)  # fmt: skip
     except ImportError as err:
         raise _runtime_error(err) from None
     if args.json:

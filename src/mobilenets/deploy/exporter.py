@@ -117,14 +117,28 @@ def _write_onnx(
     program.save(str(path), external_data=False)
 
 
-def _check_onnx(path: Path, reference: list[np.ndarray], example: np.ndarray, tolerance: float) -> float:
+def _check_onnx(
+    model: nn.Module, path: Path, reference: list[np.ndarray], example: np.ndarray, tolerance: float
+) -> float:
     onnx = require("onnx")
     onnx.checker.check_model(str(path), full_check=True)
-    error = max_rel_error_all(ort_runner(path, all_outputs=True)(example), reference)
+    error = output_error(model, ort_runner(path, all_outputs=True)(example), reference)
     if not error <= tolerance:
         raise ValueError(f"ONNX Runtime output differs from PyTorch by {error:.2e} (max relative error), "
                          f"more than the {tolerance:.0e} allowed; nothing was written")  # fmt: skip
     return error
+
+
+def end_to_end(model: nn.Module, nms: bool = True) -> nn.Module:
+    """What an export holds: a detector with its post-processing (NMS included) unless ``nms=False``."""
+    with_postprocess = getattr(model, "with_postprocess", None)
+    return with_postprocess() if nms and with_postprocess is not None else model
+
+
+def output_error(model: nn.Module, outs: list[np.ndarray], refs: list[np.ndarray]) -> float:
+    """The model's own comparison where it has one (detections: order of tied scores aside), else max rel error."""
+    compare = getattr(model, "output_error", None)
+    return compare(outs, refs) if compare is not None else max_rel_error_all(outs, refs)
 
 
 def _prepare(model: nn.Module, shape: tuple, seed: int = 0) -> tuple[nn.Module, torch.Tensor, list[np.ndarray]]:
@@ -145,12 +159,16 @@ def export_onnx(
     opset: int = DEFAULT_OPSET,
     tolerance: float = DEFAULT_TOLERANCE,
     overwrite: bool = False,
+    nms: bool = True,
 ) -> ExportReport:
     """Export ``model`` to an ONNX file with BN folded and a static shape, checked in ONNX Runtime.
 
+    A detector is exported end to end (decoding, NMS and padded final detections, see
+    ``SSDLite.with_postprocess``) unless ``nms=False``, which keeps every decoded box and its scores.
     An existing file at ``path`` is replaced only with ``overwrite``.
     """
     check_output(path, directory=False, overwrite=overwrite)
+    model = end_to_end(model, nms)
     _check_opset(opset)
     shape = input_shape_of(model, resolution, batch)
     inference, example, reference = _prepare(model, shape)
@@ -158,7 +176,7 @@ def export_onnx(
 
     def write(tmp: Path) -> None:
         _write_onnx(inference, tmp, example, opset, names_of(model))
-        errors.append(_check_onnx(tmp, reference, example.numpy(), tolerance))
+        errors.append(_check_onnx(model, tmp, reference, example.numpy(), tolerance))
         readable(tmp)
 
     atomic_write(path, write)
@@ -175,10 +193,12 @@ def export_openvino(
     opset: int = DEFAULT_OPSET,
     tolerance: float = DEFAULT_TOLERANCE,
     overwrite: bool = False,
+    nms: bool = True,
 ) -> ExportReport:
     """Export to OpenVINO IR (``path`` = FILE.xml, weights beside it in FILE.bin, fp32), checked in OpenVINO.
 
-    Existing FILE.xml / FILE.bin are replaced only with ``overwrite``.
+    A detector is exported end to end unless ``nms=False``, as ``export_onnx``. Existing FILE.xml /
+    FILE.bin are replaced only with ``overwrite``.
     """
     ov = require("openvino")
     _check_opset(opset)
@@ -187,6 +207,7 @@ def export_openvino(
         raise ValueError(f"an OpenVINO IR path must end in .xml (its weights go to a .bin beside it), got {path}")
     for target in (path, path.with_suffix(".bin")):
         check_output(target, directory=False, overwrite=overwrite)
+    model = end_to_end(model, nms)
     shape = input_shape_of(model, resolution, batch)
     inference, example, reference = _prepare(model, shape)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -197,7 +218,7 @@ def export_openvino(
         require("onnx").checker.check_model(str(onnx_path), full_check=True)
         # compress_to_fp16 defaults to True: keep the weights fp32 so the IR matches PyTorch.
         ov.save_model(ov.convert_model(str(onnx_path)), str(tmp / "model.xml"), compress_to_fp16=False)
-        error = max_rel_error_all(ov_runner(tmp / "model.xml", all_outputs=True)(example.numpy()), reference)
+        error = output_error(model, ov_runner(tmp / "model.xml", all_outputs=True)(example.numpy()), reference)
         if not error <= tolerance:
             raise ValueError(f"OpenVINO output differs from PyTorch by {error:.2e} (max relative error), "
                              f"more than the {tolerance:.0e} allowed; nothing was written")  # fmt: skip
@@ -223,17 +244,19 @@ def export(
     opset: int = DEFAULT_OPSET,
     tolerance: float = DEFAULT_TOLERANCE,
     overwrite: bool = False,
+    nms: bool = True,
 ) -> ExportReport:
     """Export ``model`` to ``format`` (one of FORMATS) at ``path``, checked against PyTorch.
 
-    An existing output file is replaced only with ``overwrite``.
+    A detector is exported with its NMS inside the graph unless ``nms=False``. An existing output
+    file is replaced only with ``overwrite``.
     """
     if format not in FORMATS:
         raise ValueError(f"unsupported export format {format!r}; supported: {', '.join(FORMATS)} "
                          "(see the README's Deployment section for why no .tflite/.pte)")  # fmt: skip
     writer = export_onnx if format == "onnx" else export_openvino
     return writer(model, path, resolution=resolution, batch=batch, opset=opset, tolerance=tolerance,
-                  overwrite=overwrite)  # fmt: skip
+                  overwrite=overwrite, nms=nms)  # fmt: skip
 
 
 def default_output(model_dir: str | os.PathLike, format: str) -> Path:

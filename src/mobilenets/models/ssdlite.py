@@ -26,7 +26,7 @@ from ..registry import Published, register
 from ..tasks.detection.anchors import AnchorConfig, default_boxes
 from ..tasks.detection.coder import decode
 from ..tasks.detection.loss import LossConfig
-from ..tasks.detection.postprocess import PostprocessConfig
+from ..tasks.detection.postprocess import FinalDetections, PostprocessConfig, padded_postprocess
 from .net import FeatureNetwork, Network, check_width
 from .signature import Signature, TensorSpec
 
@@ -221,6 +221,13 @@ class SSDLite(nn.Module):
         """Per image {"boxes", "scores", "labels"} as torchvision's detectors return them."""
         return self.postprocess(*self(images))
 
+    def with_postprocess(self, max_detections: int | None = None) -> EndToEndDetector:
+        """This detector followed by its post-processing, as one module: images in, final detections out.
+
+        What ``export`` writes and ``bench`` times for a detector (NMS inside the graph).
+        """
+        return EndToEndDetector(self, max_detections)
+
     # --- training -----------------------------------------------------------------------------
 
     def check_targets(self, targets: list[dict], image_size: tuple[int, int], batch: int) -> None:
@@ -285,6 +292,70 @@ class SSDLite(nn.Module):
         boxes = TensorSpec("boxes", ("N", "A", 4), "x1, y1, x2, y2 in pixels, clipped to the image")
         scores = TensorSpec("scores", ("N", "A", self.num_classes), "class probabilities (0: background)")
         return Signature("detection", (image,), (boxes, scores))
+
+
+class EndToEndDetector(nn.Module):
+    """An SSDLite detector and its post-processing in one forward: normalized images -> ``FinalDetections``.
+
+    Outputs are padded to ``max_detections`` (default the preset's 300) so that every shape is static
+    but the NMS inside; ``num_detections`` says how many rows of each image are real.
+    """
+
+    task = "detection"
+
+    def __init__(self, detector: SSDLite, max_detections: int | None = None):
+        super().__init__()
+        if max_detections is not None and (isinstance(max_detections, bool) or not isinstance(max_detections, int)
+                                           or max_detections < 1):  # fmt: skip
+            raise ValueError(f"max_detections must be a positive integer, got {max_detections!r}")
+        self.detector = detector.eval()
+        post = detector.recipe.post
+        self.post = post if max_detections is None else replace(post, detections_per_img=max_detections)
+        for name in ("name", "in_chans", "min_input_size", "num_classes", "labels", "preprocessing"):
+            setattr(self, name, getattr(detector, name))
+
+    def forward(self, images: torch.Tensor) -> FinalDetections:
+        return padded_postprocess(*self.detector(images), self.post)
+
+    @property
+    def signature(self) -> Signature:
+        n, d = "N", self.post.detections_per_img
+        image = TensorSpec("input", (n, self.in_chans, "H", "W"), "normalized image batch")
+        return Signature("detection", (image,), (
+            TensorSpec("boxes", (n, d, 4), "x1, y1, x2, y2 in pixels, best first; zeros past num_detections"),
+            TensorSpec("scores", (n, d), "score of each detection; 0 past num_detections"),
+            TensorSpec("labels", (n, d), "class index in 1..C-1 (int64); 0 past num_detections"),
+            TensorSpec("num_detections", (n,), "detections found per image (int64)"),
+        ))  # fmt: skip
+
+    @staticmethod
+    def output_error(outs: list, refs: list) -> float:
+        """How far a runtime's detections are from PyTorch's, whatever the order of equal scores.
+
+        Counts must agree. Each reference detection is matched to the output detection of its class
+        with the nearest box; the error is the largest box difference relative to the largest
+        coordinate, or score difference (inf for a detection without a counterpart). Where an image's
+        scores are not all distinct (an untrained head gives every box the same score), which boxes
+        win is arbitrary: only the sorted scores are compared there.
+        """
+        import numpy as np
+
+        boxes, scores, labels, counts = (np.asarray(o) for o in outs)
+        rboxes, rscores, rlabels, rcounts = (np.asarray(r) for r in refs)
+        if boxes.shape != rboxes.shape or not np.array_equal(counts, rcounts):
+            return float("inf")
+        scale = float(np.abs(rboxes).max()) or 1.0
+        worst = 0.0
+        for i, n in enumerate(rcounts.tolist()):
+            worst = max(worst, float(np.abs(np.sort(scores[i, :n]) - np.sort(rscores[i, :n])).max(initial=0.0)))
+            if np.unique(rscores[i, :n]).size < n:
+                continue
+            for j in range(n):
+                same = np.flatnonzero(labels[i, :n] == rlabels[i, j])
+                if same.size == 0:
+                    return float("inf")
+                worst = max(worst, float((np.abs(boxes[i, same] - rboxes[i, j]).max(axis=1) / scale).min()))
+        return worst
 
 
 def _taps(network: Network) -> list[str]:
