@@ -16,6 +16,7 @@ from .models import (
 )
 from .models.factory import create_model
 from .preprocessing import Preprocessing
+from .pretrained import load_pretrained
 from .registry import list_models
 
 __version__ = "0.1.0"
@@ -32,6 +33,7 @@ __all__ = [
     "create_model",
     "list_models",
     "load_model",
+    "load_pretrained",
     "mobilenet_v1",
     "mobilenet_v2",
     "mobilenet_v3",

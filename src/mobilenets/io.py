@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from .preprocessing import Preprocessing, default_preprocessing
+from .pretrained import resolve as resolve_pretrained
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
@@ -78,7 +79,7 @@ def check_output(
 
 def is_model_dir(path: str | os.PathLike) -> bool:
     """``path`` holds a config.json written by mobilenets and a model.safetensors."""
-    path = Path(path)
+    path = resolve_pretrained(path)
     try:
         read_config(path)
     except (OSError, ValueError):
@@ -279,7 +280,7 @@ def save_model(
 
 
 def read_config(directory: str | os.PathLike) -> dict:
-    directory = Path(directory)
+    directory = resolve_pretrained(directory)
     if not directory.is_dir():
         raise FileNotFoundError(
             f"{directory} is not a directory; a model directory holds {WEIGHTS_FILE} and {CONFIG_FILE}"
@@ -318,7 +319,7 @@ def load_model(directory: str | os.PathLike, *, device: str | torch.device = "cp
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    directory = Path(directory)
+    directory = resolve_pretrained(directory)
     config = read_config(directory)
     weights = directory / WEIGHTS_FILE
     if not weights.is_file():

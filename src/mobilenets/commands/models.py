@@ -15,6 +15,8 @@ from . import resolution_arg
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("list", help="list registered models")
     p.add_argument("pattern", nargs="?", default="*", help="shell-style pattern, e.g. 'mobilenet_v3_*'")
+    p.add_argument("--pretrained", action="store_true",
+                   help="weights shipped with the package (NAME.TAG works where a model directory does)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print a JSON list")
     p.set_defaults(func=cmd_list)
 
@@ -33,7 +35,27 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_zoo)
 
 
+def _list_pretrained(args) -> int:
+    from fnmatch import fnmatch
+
+    from ..pretrained import available
+
+    shipped = {key: meta for key, meta in available().items() if fnmatch(key.partition(".")[0], args.pattern)}
+    if not shipped:
+        raise ValueError(f"no shipped weights match {args.pattern!r}; `mobilenets list --pretrained` shows all")
+    if args.json:
+        print(json.dumps([{"name": key, **meta} for key, meta in shipped.items()]))
+        return 0
+    width = max(map(len, shipped))
+    for key, meta in shipped.items():
+        score = f"top-1 {meta['top1']:.2f}% on {meta.get('trained_on', '?')} test" if "top1" in meta else ""
+        print(f"{key:<{width}}  {score}, recipe {meta.get('recipe', '?')}, {meta.get('epoch', '?')} epochs")
+    return 0
+
+
 def cmd_list(args) -> int:
+    if args.pretrained:
+        return _list_pretrained(args)
     names = list_models(args.pattern)
     if not names:
         raise ValueError(f"no model matches {args.pattern!r}; try `mobilenets list`")

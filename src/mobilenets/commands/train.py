@@ -68,6 +68,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--in-chans", type=int, choices=[1, 3], help="1: grayscale, 3: RGB (default: the data's)")
     p.add_argument("--stem-stride", type=int, choices=[1, 2], help="1: small-input adaptation (default: 2, the paper)")
+    p.add_argument("--model-option", dest="model_options", metavar="KEY=VALUE", action="append", type=model_option,
+                   help="a model builder option, repeatable, e.g. reduced_tail=true or width_mult=0.75 "
+                        "(`mobilenets info NAME` lists a model's options)")  # fmt: skip
     p.add_argument("--seed", type=int, help="(default 0)")
     p.add_argument(
         "--deterministic",
@@ -107,6 +110,17 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 _NOT_RECIPE = {"command", "func", "verbose", "quiet", "resume", "output", "overwrite"}
 
 
+def model_option(text: str) -> tuple[str, object]:
+    """KEY=VALUE with VALUE read as JSON where it is a number, true/false or null, else as a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE such as reduced_tail=true, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
 def cmd_train(args) -> int:
     import time
     from pathlib import Path
@@ -116,6 +130,8 @@ def cmd_train(args) -> int:
     started = time.time()
     # Only options given on the command line are in args (the parser has no defaults).
     given = {k: v for k, v in vars(args).items() if k not in _NOT_RECIPE}
+    if "model_options" in given:
+        given["model_options"] = dict(given["model_options"])
     resume, output = getattr(args, "resume", None), getattr(args, "output", None)
     if resume:
         if output and Path(output).absolute() != Path(resume).absolute():

@@ -40,6 +40,21 @@ def build_from_config(config: dict) -> nn.Module:
     return build(config["family"], config["options"], config.get("name"))
 
 
+def _pretrained(name: str, tag: str | bool, in_chans: int, given: list[str]) -> nn.Module:
+    from ..pretrained import available, load_pretrained
+
+    if tag is True:
+        tags = [key.partition(".")[2] for key in available() if key.partition(".")[0] == name]
+        tag = tags[0] if tags else "fashion-mnist"  # load_pretrained names what is shipped
+    model = load_pretrained(name, tag)
+    if given or in_chans not in (3, model.in_chans):
+        extra = ", ".join(given) if given else f"in_chans={in_chans}"
+        raise UsageError(f"{name}.{tag} fixes its architecture ({model.in_chans}-channel input, "
+                         f"{model.num_classes} classes); drop {extra}, or fine-tune it with "
+                         f"`mobilenets train --init {name}.{tag}`")  # fmt: skip
+    return model
+
+
 def create_model(
     name: str,
     *,
@@ -51,9 +66,13 @@ def create_model(
     padding: str | None = None,
     features_only: bool = False,
     out_indices: tuple[int, ...] | None = None,
+    pretrained: str | bool | None = None,
     **variant_options,
 ) -> nn.Module:
     """Build a registered model.
+
+    ``pretrained``: a tag of weights shipped with the package (``mobilenets list --pretrained``;
+    True: the name's first tag), loaded with their own architecture options, labels and preprocessing.
 
     ``variant_options`` override the builder arguments that define the variant
     (``width_mult``, ``groups``, ``shuffle``, ``output_stride``, ...); an argument the builder
@@ -63,6 +82,11 @@ def create_model(
     ``num_classes`` defaults to the builder's (1000 for classifiers, 91 for COCO detectors, 19 for segmenters).
     """
     entry = get_entry(name)
+    if pretrained:
+        given = {"num_classes": num_classes, "drop_rate": drop_rate, "bn_eps": bn_eps, "bn_momentum": bn_momentum,
+                 "padding": padding, "out_indices": out_indices, **variant_options}  # fmt: skip
+        given = [k for k, v in given.items() if v is not None] + (["features_only"] if features_only else [])
+        return _pretrained(name, pretrained, in_chans, given)
     options = {**entry.fixed, **variant_options, "in_chans": in_chans}
     if num_classes is not None:
         options["num_classes"] = num_classes

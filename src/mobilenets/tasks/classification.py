@@ -35,7 +35,7 @@ class ClassificationTask(Task):
         # A run started from --init builds the init model's architecture (its padding, BN eps...), not the
         # registry default; run.json keeps it so that a resume does not need the init directory.
         self.init_arch = _init_architecture(config, run_dir, resume) if config.init else None
-        variant = {"stem_stride": config.stem_stride} if config.stem_stride else {}
+        variant = {**config.model_options, **({"stem_stride": config.stem_stride} if config.stem_stride else {})}
         options = {**self.init_arch["options"], **variant} if self.init_arch else variant
         self.spec = load_data(
             config.data,
@@ -290,9 +290,10 @@ def evaluate(
     """
     from ..devices import resolve_device
     from ..io import CONFIG_FILE
+    from ..pretrained import resolve
 
     target = resolve_device(device)  # before any loading: a wrong --device is the first error
-    path = Path(path)
+    path = resolve(path)  # NAME.TAG: weights shipped with the package
     if (path / BEST_DIR / CONFIG_FILE).is_file():
         path = path / BEST_DIR
     elif not (path / CONFIG_FILE).is_file():

@@ -136,12 +136,12 @@ def check_segmentation_model(model: nn.Module | str) -> None:
                          "(or a model directory saved from one)")  # fmt: skip
 
 
-def create_segmentation_model(name: str, *, num_classes: int | None = None, in_chans: int = 3) -> nn.Module:
+def create_segmentation_model(name: str, *, num_classes: int | None = None, in_chans: int = 3, **options) -> nn.Module:
     """``create_model`` for segmentation names only: a classifier's name is a ValueError listing the valid ones."""
     from ..models.factory import create_model
 
     check_segmentation_model(name)
-    return create_model(name, num_classes=num_classes, in_chans=in_chans)
+    return create_model(name, num_classes=num_classes, in_chans=in_chans, **options)
 
 
 def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
@@ -171,8 +171,9 @@ class SegmentationTask(DenseTask):
                                       augment=None if config.augment else "none")  # fmt: skip
 
     def build(self, config, data):
-        return create_segmentation_model(config.model, num_classes=data.num_classes,
-                                         in_chans=backbone_chans(config.init_backbone))  # fmt: skip
+        chans = backbone_chans(config.init_backbone)
+        return create_segmentation_model(config.model, num_classes=data.num_classes, in_chans=chans,
+                                         **config.model_options)  # fmt: skip
 
     def after_load(self, model):
         self.ignore_index = self.data.details.get("ignore_index", IGNORE_INDEX)

@@ -83,6 +83,7 @@ class TrainConfig:
     resolution: int | None = None
     in_chans: int | None = None
     stem_stride: int | None = None
+    model_options: dict = dataclasses.field(default_factory=dict)  # more builder options, e.g. reduced_tail
     seed: int = 0
     deterministic: bool = False
     channels_last: bool = False

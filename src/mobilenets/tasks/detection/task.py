@@ -31,7 +31,7 @@ class DetectionTask(DenseTask):
 
     def build(self, config, data):
         in_chans = backbone_chans(config.init_backbone)
-        self.model = create_model(config.model, num_classes=data.num_classes, in_chans=in_chans)
+        self.model = create_model(config.model, num_classes=data.num_classes, in_chans=in_chans, **config.model_options)
         return self.model
 
     def targets_to(self, targets, device):

@@ -1,0 +1,54 @@
+"""Weights shipped inside the package, as timm names them: ``NAME.TAG`` (e.g. ``mobilenet_v1_025.fashion-mnist``).
+
+Each is an ordinary model directory under ``mobilenets/weights/TAG/NAME/``; ``create_model(NAME,
+pretrained=TAG)`` and ``load_pretrained(NAME, TAG)`` load it, and ``NAME.TAG`` works wherever a model
+directory does (``eval``, ``predict``, ``export``, ``bench``, ``info``, ``--init``). Its config's
+``metadata`` says how it was trained and what it scored.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from torch import nn
+
+WEIGHTS_ROOT = Path(__file__).parent / "weights"
+
+
+def available() -> dict[str, dict]:
+    """{``NAME.TAG``: the shipped config's metadata} for every model directory in the package."""
+    import json
+
+    found = {}
+    for config in sorted(WEIGHTS_ROOT.glob("*/*/config.json")):
+        tag, name = config.parent.parent.name, config.parent.name
+        found[f"{name}.{tag}"] = json.loads(config.read_text()).get("metadata") or {}
+    return found
+
+
+def pretrained_dir(name: str, tag: str) -> Path:
+    """The shipped model directory of ``name`` with weights ``tag``; a ValueError naming what is shipped."""
+    path = WEIGHTS_ROOT / tag / name
+    if not (path / "config.json").is_file():
+        shipped = ", ".join(available()) or "none"
+        raise ValueError(f"no pretrained weights {tag!r} for {name}; shipped: {shipped} "
+                         "(`mobilenets list --pretrained`)")  # fmt: skip
+    return path
+
+
+def resolve(path: str | os.PathLike) -> Path:
+    """``path`` itself if it exists, else the shipped directory that ``NAME.TAG`` names (else ``path`` unchanged)."""
+    path = Path(path)
+    if path.exists() or len(path.parts) != 1 or "." not in path.name:
+        return path
+    name, _, tag = path.name.partition(".")
+    shipped = WEIGHTS_ROOT / tag / name
+    return shipped if (shipped / "config.json").is_file() else path
+
+
+def load_pretrained(name: str, tag: str = "fashion-mnist") -> nn.Module:
+    """The shipped model ``name`` with weights ``tag``, in eval mode, with its labels and preprocessing."""
+    from .io import load_model
+
+    return load_model(pretrained_dir(name, tag))
