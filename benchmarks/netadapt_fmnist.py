@@ -4,8 +4,8 @@ One command, ~60 min on 2 quiet cores (resumable: run it again with the same --o
 
     PYTHONPATH=src python benchmarks/netadapt_fmnist.py --out runs/netadapt_fmnist
 
-1. trains the seed (MobileNetV3-Small, 1-channel input, 64x64 Fashion-MNIST, recipe ``fast``,
-   3 epochs) unless ``--seed-dir`` gives one;
+1. trains the seed with the main job's recipe (MobileNetV3-Small, stem stride 1, 1-channel input,
+   32x32 Fashion-MNIST, recipe ``main`` cut to 3 epochs) unless ``--seed-dir`` gives one;
 2. ``mobilenets adapt`` on ONNX Runtime, 1 thread, 64x64: target 0.6 x the seed's measured
    latency, delta 0.05 per step, 40-step fine-tunes of batch 128 per proposal, a 5000-image
    holdout carved from the training split, criterion ``slope``;
@@ -37,7 +37,9 @@ def main() -> int:
     p.add_argument("--out", default="runs/netadapt_fmnist")
     p.add_argument("--seed-dir", help="an existing model dir or run dir to adapt (default: train one)")
     p.add_argument("--seed-epochs", type=int, default=3)
-    p.add_argument("--resolution", type=int, default=64)
+    p.add_argument("--seed-recipe", default="main")
+    p.add_argument("--stem-stride", type=int, default=1)
+    p.add_argument("--resolution", type=int, default=32)
     p.add_argument("--target", default="0.6")
     p.add_argument("--delta", type=float, default=0.05)
     p.add_argument("--steps", type=int, default=40)
@@ -58,7 +60,8 @@ def main() -> int:
         run = out / "seed"
         if not (run / "report.json").is_file():
             config = TrainConfig(model="mobilenet_v3_small_100", output=str(run), data="fashion-mnist",
-                                 resolution=args.resolution, in_chans=1, epochs=args.seed_epochs, recipe="fast",
+                                 resolution=args.resolution, in_chans=1, stem_stride=args.stem_stride,
+                                 epochs=args.seed_epochs, recipe=args.seed_recipe,
                                  tensorboard=False, workers=0)  # fmt: skip
             train(config, resume=is_run_dir(run))
         seed = str(run / BEST_DIR)
