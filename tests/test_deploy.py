@@ -53,6 +53,19 @@ def test_optimize_is_exact_and_leaves_the_original_alone(name, channels_last):
     assert fast.config == model.config and not fast.training
 
 
+@pytest.mark.parametrize("name", ["lraspp_mobilenet_v3_small_100", "ssdlite_mobilenet_v3_small_100"])
+def test_optimize_keeps_dilation_and_heads_exact(name):
+    # The paper's LR-ASPP runs its last stage atrous: a rewritten conv that dropped the dilation
+    # would change every shape there.
+    model = _randomize_bn(create_model(name, num_classes=5))
+    fast = optimize(model)
+    x = torch.randn(1, 3, 128, 160)
+    with torch.no_grad():
+        ref, out = model(x), fast(x)
+    for r, o in zip(ref if isinstance(ref, tuple) else (ref,), out if isinstance(out, tuple) else (out,), strict=True):
+        torch.testing.assert_close(o, r, rtol=1e-4, atol=1e-4 * r.abs().max().item())
+
+
 def test_optimize_channels_last_replaces_pointwise_convs():
     fast = optimize(create_model("mobilenet_v2_100"))
     kinds = {type(m).__name__ for m in fast.modules()}

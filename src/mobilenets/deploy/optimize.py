@@ -55,7 +55,7 @@ class FusedConvAct(nn.Module):
         self.weight = nn.Parameter(weight.clone(), requires_grad=False)
         bias = conv.bias.detach().clone() if conv.bias is not None else torch.zeros(conv.out_channels)
         self.bias = nn.Parameter(bias, requires_grad=False)
-        self.stride, self.padding, self.groups = conv.stride, conv.padding, conv.groups
+        self.stride, self.padding, self.dilation, self.groups = conv.stride, conv.padding, conv.dilation, conv.groups
         self.act = _activation_fn(block.act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -65,7 +65,7 @@ class FusedConvAct(nn.Module):
             # channels_last x: the permutes are free views and the result is channels_last again.
             x = F.linear(x.permute(0, 2, 3, 1), self.weight, self.bias).permute(0, 3, 1, 2)
         else:
-            x = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, 1, self.groups)
+            x = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
         return x if self.act is None else self.act(x)
 
 
