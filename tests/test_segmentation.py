@@ -25,6 +25,7 @@ from mobilenets.tasks.segmentation import (
     check_segmentation_model,
     confusion_matrix,
     create_segmentation_model,
+    predict_labels,
     scores_from_confusion,
 )
 
@@ -298,6 +299,13 @@ def test_metric_against_a_hand_computation():
     assert scores.iou == pytest.approx([1 / 3, 2 / 3, 0.0])
     assert scores.miou == pytest.approx(1 / 3)
     assert scores.pixel_accuracy == pytest.approx(3 / 5) and scores.pixels == 5
+
+
+def test_predicted_labels_are_argmax_ties_included():
+    logits = torch.randn(2, 5, 9, 7).round()  # rounding makes ties: the first maximum wins, as argmax
+    assert torch.equal(predict_labels(logits), logits.argmax(1))
+    up = F.interpolate(logits, size=(18, 14), mode="bilinear", align_corners=False)
+    assert torch.equal(predict_labels(logits, (18, 14)), up.argmax(1))
 
 
 def test_metric_counts_the_whole_split_not_per_image_means():

@@ -130,6 +130,35 @@ def test_crop_shift_counts_stored_pixels_at_any_resolution(idx_dir):
     assert {abs(s) for shift in shifts for s in shift} == {0, 1, 2, 3, 4}
 
 
+def test_paste_places_each_item_whole_at_a_side_in_range():
+    """The backbone recipe's paste: a full 28x28 white item becomes one square of 24-40 px inside the frame,
+    at spots and sides that vary, on faint noise."""
+    items = torch.ones(300, 1, 28, 28)
+    g = torch.Generator().manual_seed(0)
+    x = data_mod.paste_items(items, (64, 64), (24, 40), g)
+    assert x.shape == (300, 1, 64, 64)
+    sides, corners = set(), set()
+    for image in x[:, 0]:
+        inside = image > 0.5
+        rows, cols = inside.any(1).nonzero().flatten(), inside.any(0).nonzero().flatten()
+        height, width = int(rows[-1] - rows[0]) + 1, int(cols[-1] - cols[0]) + 1
+        assert 24 <= height <= 40 and abs(height - width) <= 1
+        assert int(inside.sum()) >= (height - 1) * (width - 1)  # one solid square, not a scatter
+        sides.add(height)
+        corners.add((int(rows[0]), int(cols[0])))
+    assert len(sides) >= 12 and len(corners) >= 200
+    background = x[x < 0.5]
+    assert 0 < background.mean() < 0.05 and background.min() >= 0
+    # as a recipe: the same batches from the same generator, and flips still apply
+    spec_pre = data_mod.Preprocessing((64, 64), resize=64, channel_order="L", mean=(0.5,), std=(0.5,))
+    recipe = get_recipe("backbone").augment
+    a = data_mod.idx_batch(torch.full((4, 1, 28, 28), 255, dtype=torch.uint8), spec_pre, recipe,
+                           torch.Generator().manual_seed(1))  # fmt: skip
+    b = data_mod.idx_batch(torch.full((4, 1, 28, 28), 255, dtype=torch.uint8), spec_pre, recipe,
+                           torch.Generator().manual_seed(1))  # fmt: skip
+    assert torch.equal(a, b) and a.shape == (4, 1, 64, 64)
+
+
 def _image_folder(root: Path, classes=("cat", "dog"), per_class=8, corrupt=0, truncated=0) -> Path:
     from PIL import Image
 

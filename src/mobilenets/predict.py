@@ -66,6 +66,7 @@ def predict_dense(
     from .devices import resolve_device
     from .io import check_output, load_model
     from .preprocessing import open_image, to_model_mode
+    from .tasks.segmentation import predict_labels
 
     target = resolve_device(device)
     model = load_model(directory).to(target).eval()
@@ -99,8 +100,7 @@ def predict_dense(
                 ]})  # fmt: skip
                 drawn = {"boxes": boxes, "labels": ids}
             else:
-                logits = F.interpolate(model(x).float(), size=(height, width), mode="bilinear", align_corners=False)
-                drawn = logits.argmax(1)[0].cpu()
+                drawn = predict_labels(model(x), (height, width))[0].cpu()
                 counts = torch.bincount(drawn.flatten(), minlength=len(labels)).tolist()
                 results.append({"image": str(path), "pixels": {labels[k]: n for k, n in enumerate(counts) if n}})
         pictures[Path(path).stem] = draw_sample(image, drawn, labels, task)

@@ -194,7 +194,9 @@ def idx_batch(images: torch.Tensor, pre: Preprocessing, augment: dict | None, ge
     """
     x = images.float().div_(255)
     size, stored = pre.input_size, images.shape[-2]
-    if tuple(x.shape[-2:]) != size:
+    if augment and augment.get("paste"):
+        x = paste_items(x, size, augment["paste"], generator)
+    elif tuple(x.shape[-2:]) != size:
         x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
     if augment:
         n = x.shape[0]
@@ -230,6 +232,32 @@ def idx_batch(images: torch.Tensor, pre: Preprocessing, augment: dict | None, ge
     mean = torch.tensor(pre.mean).view(1, -1, 1, 1)
     std = torch.tensor(pre.std).view(1, -1, 1, 1)
     return (x - mean) / std
+
+
+def paste_items(
+    x: torch.Tensor,
+    size: tuple[int, int],
+    sides: tuple[int, int],
+    generator: torch.Generator | None,
+    noise_std: float = 8.0,
+) -> torch.Tensor:
+    """Each image shrunk or grown to a random square side in ``sides`` (pixels) and placed at a random spot of
+    a ``size`` frame of N(0, ``noise_std``) noise (clipped at 0, blended by max): the items as the FMNIST
+    canvases show them, so that a backbone pretrained on them knows the items at the detector's scales."""
+    n, (h, w) = x.shape[0], size
+    lo, hi = min(sides), min(max(sides), h, w)
+    side = torch.randint(min(lo, hi), hi + 1, (n,), generator=generator).float()
+    x0 = (torch.rand(n, generator=generator) * (w - side + 1)).floor()
+    y0 = (torch.rand(n, generator=generator) * (h - side + 1)).floor()
+    # affine_grid maps output to input coordinates in [-1, 1]: output pixel centre (u + 0.5) reads
+    # item coordinate ((u + 0.5) - x0) / side.
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0], theta[:, 1, 1] = w / side, h / side
+    theta[:, 0, 2], theta[:, 1, 2] = (w - 2 * x0) / side - 1, (h - 2 * y0) / side - 1
+    grid = F.affine_grid(theta, [n, x.shape[1], h, w], align_corners=False)
+    placed = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    noise = torch.randn(placed.shape, generator=generator).mul_(noise_std / 255).clamp_(min=0)
+    return torch.maximum(placed, noise)
 
 
 # --- ImageFolder ---------------------------------------------------------------------------
