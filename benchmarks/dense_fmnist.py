@@ -211,8 +211,8 @@ def main() -> int:
     p.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
                    help="a builder option for our model (e.g. preset=torchvision); repeatable")  # fmt: skip
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false")
-    p.add_argument("--detection-epochs", type=int, default=8)
-    p.add_argument("--segmentation-epochs", type=int, default=6)
+    p.add_argument("--detection-epochs", type=int, default=12)
+    p.add_argument("--segmentation-epochs", type=int, default=10)
     p.add_argument("--who", default="both", choices=["ours", "torchvision", "both"], help="which runs to train")
     p.add_argument("--threads", type=int, default=0, help="torch threads per run (0: torch's default)")
     p.add_argument("--train-limit", type=int, default=0, help="(smoke runs only)")
