@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import time
 from functools import partial
 from pathlib import Path
@@ -185,7 +184,7 @@ def _history(run: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def _train_timed(run: Path, fn, threads: int) -> None:
+def _train_timed(run: Path, fn) -> None:
     """Run ``fn`` (a resumable training into ``run``) unless it finished; add its wall time to run/wall.json."""
     if (run / "report.json").is_file():
         return
@@ -193,8 +192,7 @@ def _train_timed(run: Path, fn, threads: int) -> None:
     before = json.loads(wall.read_text())["seconds"] if wall.is_file() else 0.0
     started = time.time()
     fn()
-    wall.write_text(json.dumps({"seconds": before + time.time() - started, "threads": threads or "torch's default",
-                                "cores": len(os.sched_getaffinity(0))}) + "\n")  # fmt: skip
+    wall.write_text(json.dumps({"seconds": before + time.time() - started}) + "\n")
 
 
 def _wall(run: Path) -> float:
@@ -208,29 +206,32 @@ def main() -> int:
     p.add_argument("--pretrain-epochs", type=int, default=2)
     p.add_argument("--pretrain-resolution", type=int, default=64)
     p.add_argument("--pretrain-recipe", default="backbone")
-    p.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="a builder option for our model (e.g. preset=torchvision); repeatable")  # fmt: skip
+    for task in MODELS:
+        p.add_argument(
+            f"--{task}-option",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help=f"a builder option for our {task} model (e.g. preset=torchvision); repeatable",
+        )
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false")
     p.add_argument("--detection-epochs", type=int, default=12)
     p.add_argument("--segmentation-epochs", type=int, default=10)
     p.add_argument("--who", default="both", choices=["ours", "torchvision", "both"], help="which runs to train")
-    p.add_argument("--threads", type=int, default=0, help="torch threads per run (0: torch's default)")
     p.add_argument("--train-limit", type=int, default=0, help="(smoke runs only)")
     p.add_argument("--val-limit", type=int, default=0, help="(smoke runs only)")
     p.add_argument("--pretrain-limit", type=int, default=0, help="(smoke runs only)")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     out = Path(args.out)
-    workers = 0 if args.threads == 1 else 2  # one core: the canvases are drawn between steps (40 ms per batch)
-    common = dict(tensorboard=False, progress=False, workers=workers, threads=args.threads,
-                  channels_last=args.channels_last)  # fmt: skip
+    common = dict(tensorboard=False, progress=False, workers=2, threads=0, channels_last=args.channels_last)
 
     pretrain = out / "pretrain"
     config = TrainConfig(model=BACKBONE, output=str(pretrain), data="fashion-mnist", in_chans=3,
                          resolution=args.pretrain_resolution, model_options={"reduced_tail": True},
                          recipe=args.pretrain_recipe, epochs=args.pretrain_epochs, train_limit=args.pretrain_limit,
-                         **{**common, "threads": 0, "workers": 2})  # fmt: skip
-    _train_timed(pretrain, lambda: train(config, resume=is_run_dir(pretrain)), 0)
+                         **common)  # fmt: skip
+    _train_timed(pretrain, lambda: train(config, resume=is_run_dir(pretrain)))
     pretrained = pretrain / BEST_DIR
     pretrain_top1 = json.loads((pretrain / "report.json").read_text()).get("top1")
     whos = ["ours", "torchvision"] if args.who == "both" else [args.who]
@@ -244,16 +245,14 @@ def main() -> int:
                       **common)  # fmt: skip
         runs = {"ours": out / f"ours_{task}", "torchvision": out / f"torchvision_{task}"}
         if "ours" in whos:
-            options = dict(model_option(o) for o in args.model_option)
+            options = dict(model_option(o) for o in getattr(args, f"{task}_option"))
             cfg = TrainConfig(output=str(runs["ours"]), init_backbone=str(pretrain), model_options=options, **config)
-            _train_timed(
-                runs["ours"], lambda cfg=cfg, run=runs["ours"]: train(cfg, resume=is_run_dir(run)), args.threads
-            )
+            _train_timed(runs["ours"], lambda cfg=cfg, run=runs["ours"]: train(cfg, resume=is_run_dir(run)))
         if "torchvision" in whos:
             peer = (TorchvisionDetectionTask if task == "detection" else TorchvisionSegmentationTask)(pretrained)
             cfg = TrainConfig(output=str(runs["torchvision"]), init_backbone=str(pretrain), **config)
             run = runs["torchvision"]
-            _train_timed(run, lambda peer=peer, cfg=cfg, run=run: fit(peer, cfg, resume=is_run_dir(run)), args.threads)
+            _train_timed(run, lambda peer=peer, cfg=cfg, run=run: fit(peer, cfg, resume=is_run_dir(run)))
         results[task] = {who: runs[who] for who in whos}
 
     print(f"\ncpu: {cpu_features().summary()}; torch {torch.__version__}, torchvision {torchvision.__version__}")
@@ -263,15 +262,14 @@ def main() -> int:
     for task, rows in results.items():
         keys = ("val_map", "val_map50", "val_map75") if task == "detection" else ("val_miou", "val_pixel_accuracy")
         print(f"\n{task}: {MODELS[task][0]} vs torchvision's components, {MODELS[task][1]}")
-        print("| run | epochs | threads | wall min (with pretraining) | " + " | ".join(f"best {k[4:]}" for k in keys)
+        print("| run | epochs | wall min (with pretraining) | " + " | ".join(f"best {k[4:]}" for k in keys)
               + " | " + " | ".join(f"final {k[4:]}" for k in keys) + " |")  # fmt: skip
-        print("|---" * (4 + 2 * len(keys)) + "|")
+        print("|---" * (3 + 2 * len(keys)) + "|")
         for who, run in rows.items():
             history = _history(run)
             best = max(history, key=lambda r: float(r[keys[0]]))
             wall = _wall(run)
-            threads = json.loads((run / "wall.json").read_text())["threads"] if (run / "wall.json").is_file() else "?"
-            print(f"| {who} | {len(history)} | {threads} | {wall / 60:.1f} ({(wall + _wall(pretrain)) / 60:.1f}) | "
+            print(f"| {who} | {len(history)} | {wall / 60:.1f} ({(wall + _wall(pretrain)) / 60:.1f}) | "
                   + " | ".join(f"{float(best[k]):.3f}" for k in keys) + " | "
                   + " | ".join(f"{float(history[-1][k]):.3f}" for k in keys) + " |")  # fmt: skip
     return 0
