@@ -315,6 +315,32 @@ def test_resume_ends_with_the_same_weights(tmp_path, idx_dir):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_compile_trains_through_torch_compile_to_the_eager_weights(tmp_path, idx_dir, monkeypatch):
+    start = mobilenets.create_model(TINY, num_classes=4, in_chans=1, stem_stride=1)
+    mobilenets.save_model(start, tmp_path / "start")
+    small = dict(model=None, init=str(tmp_path / "start"), train_limit=64, val_limit=32, max_steps=1, ema_decay=0.0)
+    train(tiny_config(idx_dir, tmp_path / "eager", **small))
+    compiled = []
+    real_compile = torch.compile
+
+    def spy(module, *args, **kwargs):
+        compiled.append(module)
+        return real_compile(module, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "compile", spy)
+    train(tiny_config(idx_dir, tmp_path / "compiled", compile=True, **small))
+    assert len(compiled) == 1  # the training forward went through torch.compile
+    a, b = final_weights(tmp_path / "eager"), final_weights(tmp_path / "compiled")
+    assert a.keys() == b.keys()  # saved without torch.compile's "_orig_mod." prefix
+    # The same step: the weight updates agree up to float reordering (~0.2%; later steps amplify it).
+    init = start.state_dict()
+    keys = [k for k in a if a[k].is_floating_point() and "running" not in k]
+    update_a = torch.cat([(a[k] - init[k]).flatten() for k in keys])
+    update_b = torch.cat([(b[k] - init[k]).flatten() for k in keys])
+    assert update_a.norm() > 0
+    assert (update_a - update_b).norm() < 0.02 * update_a.norm()
+
+
 def test_init_fine_tunes_saved_weights_with_a_new_classifier(tmp_path, idx_dir):
     # A 7-class model with a non-default BN eps stands in for converted ImageNet weights.
     source = mobilenets.create_model(TINY, num_classes=7, in_chans=1, stem_stride=1, bn_eps=1e-3)

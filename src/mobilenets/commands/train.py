@@ -79,6 +79,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--channels-last", action="store_true", help="NHWC memory format")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the training step's model (about 15%% faster for V1 at 56x56 on a CPU, "
+                        "after ~1 min of compiling; eval and saved weights are unchanged)")  # fmt: skip
     p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm under DDP (GPU only)")
     p.add_argument("--accum-steps", type=int, help="split each batch into N accumulated micro-batches")
     p.add_argument("--workers", type=int, help="data-loading processes for ImageFolder data (default 2)")
