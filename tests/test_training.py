@@ -306,13 +306,20 @@ def test_train_then_eval_end_to_end(tmp_path, idx_dir, capsys):
 
 
 def test_resume_ends_with_the_same_weights(tmp_path, idx_dir):
-    small = dict(train_limit=128, val_limit=32)  # 4 steps per epoch
+    small = dict(train_limit=128, val_limit=32, ema_decay=0.9)  # 4 steps per epoch
     train(tiny_config(idx_dir, tmp_path / "straight", **small))
     interrupted = tiny_config(idx_dir, tmp_path / "resumed", max_steps=6, **small)  # mid-epoch 2
     assert train(interrupted)["stopped_early"]
+    assert not (tmp_path / "resumed" / "final").exists()  # only a finished run has a last epoch
     train(tiny_config(idx_dir, tmp_path / "resumed", **small), resume=True)
     a, b = final_weights(tmp_path / "straight"), final_weights(tmp_path / "resumed")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # final/ is the last epoch's evaluated model (EMA weights when EMA is on), whichever epoch was best
+    saved = torch.load(tmp_path / "resumed" / CHECKPOINT, map_location="cpu", weights_only=True)
+    last = mobilenets.load_model(tmp_path / "resumed" / "final")
+    expected = saved["ema"]
+    assert all(torch.equal(v, expected[k]) for k, v in last.state_dict().items())
+    assert last.metadata["epoch"] == 2
 
 
 def test_compile_trains_through_torch_compile_to_the_eager_weights(tmp_path, idx_dir, monkeypatch):

@@ -16,6 +16,7 @@ from ..io import atomic_write
 CHECKPOINT = "checkpoint.pt"
 RUN_CONFIG = "run.json"
 BEST_DIR = "best"
+FINAL_DIR = "final"  # the last epoch's model: the figure that involves no selection on the validation set
 
 
 @dataclass

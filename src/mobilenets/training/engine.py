@@ -23,6 +23,7 @@ from ..registry import get_entry
 from .checkpoint import (
     BEST_DIR,
     CHECKPOINT,
+    FINAL_DIR,
     RUN_CONFIG,
     RunState,
     all_finite,
@@ -38,7 +39,9 @@ from .task import Task
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BEST_DIR", "CHECKPOINT", "RUN_CONFIG", "TrainConfig", "fit", "lr_factor", "param_groups", "train"]
+__all__ = [
+    "BEST_DIR", "CHECKPOINT", "FINAL_DIR", "RUN_CONFIG", "TrainConfig", "fit", "lr_factor", "param_groups", "train",
+]  # fmt: skip
 
 # The task modules a registry entry's ``task`` names; each defines ``TASK``, its Task class.
 TASK_MODULES = {
@@ -401,10 +404,12 @@ def _fit(task: Task, config: TrainConfig, resume: bool, overwrite: bool) -> dict
                      row["train_loss"], " ".join(f"{k} {v:.4g}" for k, v in scalars.items()), epoch_seconds,
                      row["images_per_s"])  # fmt: skip
             score = metrics[task.best_metric]
+            meta = {"trained_on": config.data, "recipe": recipe.name, "epoch": epoch + 1, **scalars}
             if score > state.best_score:
                 state.best_score, state.best_epoch = score, epoch + 1
-                meta = {"trained_on": config.data, "recipe": recipe.name, "epoch": epoch + 1, **scalars}
                 task.save_model(eval_model, out / BEST_DIR, meta)
+            if epoch + 1 == recipe.epochs:
+                task.save_model(eval_model, out / FINAL_DIR, meta)
             if writer:
                 for key, value in row.items():
                     if key not in ("epoch",):

@@ -76,7 +76,7 @@ class Task(abc.ABC):
 
     @abc.abstractmethod
     def save_model(self, model: nn.Module, directory: Path, metadata: dict) -> None:
-        """Write ``model`` as a model directory (replacing the run's previous best)."""
+        """Write ``model`` as a model directory (replacing the one there: the previous best)."""
 
     @abc.abstractmethod
     def report(self, out: Path, best_dir: Path, *, config, recipe, state, wall_seconds: float) -> dict:
