@@ -49,3 +49,29 @@ def test_a_classifier_name_is_not_a_segmentation_run(tmp_path, capsys):
     argv = ["train", "-m", "mobilenet_v3_small_100", "--data", "fmnist-seg", "-o", str(tmp_path / "r")]
     assert main(argv) == 2  # a classifier reads classification data: fmnist-seg is not one
     assert "fmnist-seg" in capsys.readouterr().err
+
+
+def test_init_backbone_narrows_a_wider_block_to_its_largest_filters(tmp_path):
+    from mobilenets.tasks.dense import backbone_of, init_backbone
+
+    torch.manual_seed(0)
+    # torchvision's reduced tail keeps the first RF2 block's expansion (288); the paper's (DeepLab's) halves it
+    classifier = mobilenets.create_model("mobilenet_v3_small_100", num_classes=10, reduced_tail=True)
+    mobilenets.save_model(classifier, tmp_path / "cls")
+    seg = mobilenets.create_model("lraspp_mobilenet_v3_small_100", num_classes=11)
+    init_backbone(seg, str(tmp_path / "cls"))
+    ours, theirs = backbone_of(seg).state_dict(), classifier.state_dict()
+    narrowed = [k for k, v in ours.items() if theirs[k].shape != v.shape]
+    assert narrowed and all(k.startswith("stages.4.0.") for k in narrowed)
+    for key in set(ours) - set(narrowed):
+        assert torch.equal(ours[key], theirs[key]), key
+    block = "stages.4.0."
+    w = theirs[block + "expand.conv.weight"]
+    keep = w.flatten(1).norm(dim=1).topk(144).indices.sort().values
+    assert torch.equal(ours[block + "expand.conv.weight"], w[keep])
+    assert torch.equal(ours[block + "dw.conv.weight"], theirs[block + "dw.conv.weight"][keep])
+    assert torch.equal(ours[block + "project.conv.weight"], theirs[block + "project.conv.weight"][:, keep])
+    fc1 = theirs[block + "se.fc1.weight"]
+    squeeze = fc1.flatten(1).norm(dim=1).topk(40).indices.sort().values
+    assert torch.equal(ours[block + "se.fc1.weight"], fc1[squeeze][:, keep])
+    assert torch.equal(ours[block + "se.fc2.weight"], theirs[block + "se.fc2.weight"][keep][:, squeeze])

@@ -138,9 +138,10 @@ def backbone_of(model: nn.Module) -> nn.Module:
 def init_backbone(model: nn.Module, source: str) -> tuple[tuple, tuple]:
     """Copy a classification run's (or model directory's) backbone weights into ``model``; returns its mean/std.
 
-    The source must be the same backbone family and width: its stem and blocks must fit. Tensors that
-    differ only where the head's backbone differs by design (a reduced tail, a removed classifier)
-    are left as initialised and named in the log; any other mismatch is an error naming it.
+    The source must be the same backbone family and width: its stem and blocks must fit. Where the
+    head's backbone is narrower by design (a reduced tail), the source's largest-L2 filters fill it;
+    what still differs (a removed classifier, another block layout) is left as initialised and named
+    in the log; a mismatch in the first stages is an error naming it.
     """
     from pathlib import Path
 
@@ -151,6 +152,14 @@ def init_backbone(model: nn.Module, source: str) -> tuple[tuple, tuple]:
     target = backbone_of(model)
     ours, theirs = target.state_dict(), donor.state_dict()
     fits = {k: theirs[k] for k, v in ours.items() if k in theirs and theirs[k].shape == v.shape}
+    narrowed = _narrowed_to(donor, target) if len(fits) < len(ours) else None
+    if narrowed is not None:
+        slim = narrowed.state_dict()
+        refits = {k: slim[k] for k, v in ours.items() if k in slim and slim[k].shape == v.shape}
+        if len(refits) > len(fits):
+            log.info("--init-backbone: %d tensors where %s is wider than %s's backbone take its largest-L2 "
+                     "filters (NetAdapt's rule)", len(refits) - len(fits), donor.name, model.name)  # fmt: skip
+            fits = refits
     misfits = [k for k in ours if k not in fits]
     first_stage = [k for k in ours if k.startswith(("stem.", "stages.0.", "stages.1."))]
     if any(k in misfits for k in first_stage) or len(fits) < len(ours) / 2:
@@ -166,6 +175,35 @@ def init_backbone(model: nn.Module, source: str) -> tuple[tuple, tuple]:
     log.info("--init-backbone %s: %d of %d backbone tensors from %s", source, len(fits), len(ours), donor.name)
     pre = donor.preprocessing
     return tuple(pre.mean), tuple(pre.std)
+
+
+def _narrowed_to(donor: nn.Module, target: nn.Module) -> nn.Module | None:
+    """``donor`` cut to ``target``'s channel widths wherever it is wider, keeping the largest-L2 filters.
+
+    A reduced tail (RF2) halves the last stage; DeepLab's also halves the expansion of its first block,
+    which torchvision's reduced tail keeps: those layers then start from the strongest half of the
+    classifier's filters instead of at random. None when the two are not the same network but for widths.
+    """
+    from ..search.plan import WidthPlan, narrow
+
+    try:
+        have, want = WidthPlan.of(donor), WidthPlan.of(target)
+    except (ValueError, AttributeError):
+        return None
+    if len(have.groups) != len(want.groups) or len(have.exp) != len(want.exp):
+        return None
+    plan = WidthPlan(
+        groups=tuple(map(min, have.groups, want.groups)),
+        exp=tuple(min(h, w) if h and w else h for h, w in zip(have.exp, want.exp, strict=True)),
+        final=min(have.final, want.final) if want.final else have.final,
+        features=have.features,
+    )
+    if plan == have:
+        return None
+    try:
+        return narrow(donor, plan)
+    except ValueError:  # a plan the family cannot take (e.g. a width that breaks a shortcut)
+        return None
 
 
 def evaluate_saved(task: DenseTask, path: str | Path, data: str | None, *, limit: int = 0, batch_size: int = 32,
