@@ -19,7 +19,9 @@ One command, on 2 quiet cores (resumable: run it again with the same --out to co
    training steps on this CPU; ``--no-channels-last`` to compare).
 
 Prints, per task, the wall time of each part, mAP@[.5:.95] / mAP50 / mAP75 or mIoU (11 classes,
-background included) and pixel accuracy, at the best and at the final epoch, and the CPU.
+background included) and pixel accuracy, at the best and at the final epoch, and the CPU. With
+``--seeds 0 1 2`` each side trains once per seed from the same pretraining, and the final figures' mean
+and spread follow the table: one run per side cannot order two heads that end within a point.
 The 30-minute bar counts pretraining plus our run.
 """
 
@@ -218,6 +220,9 @@ def main() -> int:
     p.add_argument("--detection-epochs", type=int, default=12)
     p.add_argument("--segmentation-epochs", type=int, default=10)
     p.add_argument("--who", default="both", choices=["ours", "torchvision", "both"], help="which runs to train")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0],
+                   help="one run per side per seed (head initialisation, canvas order, augmentation; the "
+                        "pretraining is shared); the table adds each side's mean and spread")  # fmt: skip
     p.add_argument("--train-limit", type=int, default=0, help="(smoke runs only)")
     p.add_argument("--val-limit", type=int, default=0, help="(smoke runs only)")
     p.add_argument("--pretrain-limit", type=int, default=0, help="(smoke runs only)")
@@ -243,17 +248,20 @@ def main() -> int:
         epochs = args.detection_epochs if task == "detection" else args.segmentation_epochs
         config = dict(model=model, data=data, epochs=epochs, train_limit=args.train_limit, val_limit=args.val_limit,
                       **common)  # fmt: skip
-        runs = {"ours": out / f"ours_{task}", "torchvision": out / f"torchvision_{task}"}
-        if "ours" in whos:
-            options = dict(model_option(o) for o in getattr(args, f"{task}_option"))
-            cfg = TrainConfig(output=str(runs["ours"]), init_backbone=str(pretrain), model_options=options, **config)
-            _train_timed(runs["ours"], lambda cfg=cfg, run=runs["ours"]: train(cfg, resume=is_run_dir(run)))
-        if "torchvision" in whos:
-            peer = (TorchvisionDetectionTask if task == "detection" else TorchvisionSegmentationTask)(pretrained)
-            cfg = TrainConfig(output=str(runs["torchvision"]), init_backbone=str(pretrain), **config)
-            run = runs["torchvision"]
-            _train_timed(run, lambda peer=peer, cfg=cfg, run=run: fit(peer, cfg, resume=is_run_dir(run)))
-        results[task] = {who: runs[who] for who in whos}
+        for seed in args.seeds:
+            suffix = f"_seed{seed}" if seed else ""  # seed 0 keeps the run names of earlier rounds
+            runs = {who: out / f"{who}_{task}{suffix}" for who in ("ours", "torchvision")}
+            if "ours" in whos:
+                options = dict(model_option(o) for o in getattr(args, f"{task}_option"))
+                cfg = TrainConfig(output=str(runs["ours"]), init_backbone=str(pretrain), model_options=options,
+                                  seed=seed, **config)  # fmt: skip
+                _train_timed(runs["ours"], lambda cfg=cfg, run=runs["ours"]: train(cfg, resume=is_run_dir(run)))
+            if "torchvision" in whos:
+                peer = (TorchvisionDetectionTask if task == "detection" else TorchvisionSegmentationTask)(pretrained)
+                cfg = TrainConfig(output=str(runs["torchvision"]), init_backbone=str(pretrain), seed=seed, **config)
+                run = runs["torchvision"]
+                _train_timed(run, lambda peer=peer, cfg=cfg, run=run: fit(peer, cfg, resume=is_run_dir(run)))
+            results.setdefault(task, []).extend((who, seed, runs[who]) for who in whos)
 
     print(f"\ncpu: {cpu_features().summary()}; torch {torch.__version__}, torchvision {torchvision.__version__}")
     print(f"pretraining: {BACKBONE} (reduced tail) at {args.pretrain_resolution}x{args.pretrain_resolution}, "
@@ -262,16 +270,25 @@ def main() -> int:
     for task, rows in results.items():
         keys = ("val_map", "val_map50", "val_map75") if task == "detection" else ("val_miou", "val_pixel_accuracy")
         print(f"\n{task}: {MODELS[task][0]} vs torchvision's components, {MODELS[task][1]}")
-        print("| run | epochs | wall min (with pretraining) | " + " | ".join(f"best {k[4:]}" for k in keys)
+        print("| run | seed | epochs | wall min (with pretraining) | " + " | ".join(f"best {k[4:]}" for k in keys)
               + " | " + " | ".join(f"final {k[4:]}" for k in keys) + " |")  # fmt: skip
-        print("|---" * (3 + 2 * len(keys)) + "|")
-        for who, run in rows.items():
+        print("|---" * (4 + 2 * len(keys)) + "|")
+        finals = {}
+        for who, seed, run in rows:
             history = _history(run)
             best = max(history, key=lambda r: float(r[keys[0]]))
             wall = _wall(run)
-            print(f"| {who} | {len(history)} | {wall / 60:.1f} ({(wall + _wall(pretrain)) / 60:.1f}) | "
-                  + " | ".join(f"{float(best[k]):.3f}" for k in keys) + " | "
-                  + " | ".join(f"{float(history[-1][k]):.3f}" for k in keys) + " |")  # fmt: skip
+            finals.setdefault(who, []).append(float(history[-1][keys[0]]))
+            print(f"| {who} | {seed} | {len(history)} | {wall / 60:.1f} ({(wall + _wall(pretrain)) / 60:.1f}) | "
+                  + " | ".join(f"{float(best[k]):.4f}" for k in keys) + " | "
+                  + " | ".join(f"{float(history[-1][k]):.4f}" for k in keys) + " |")  # fmt: skip
+        if len(args.seeds) > 1:
+            for who, values in finals.items():
+                v = torch.tensor(values, dtype=torch.float64)
+                print(
+                    f"{who}: final {keys[0][4:]} over {len(values)} seeds: mean {v.mean():.4f}, "
+                    f"std {v.std():.4f}, min {v.min():.4f}, max {v.max():.4f}"
+                )
     return 0
 
 
