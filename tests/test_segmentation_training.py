@@ -75,3 +75,23 @@ def test_init_backbone_narrows_a_wider_block_to_its_largest_filters(tmp_path):
     squeeze = fc1.flatten(1).norm(dim=1).topk(40).indices.sort().values
     assert torch.equal(ours[block + "se.fc1.weight"], fc1[squeeze][:, keep])
     assert torch.equal(ours[block + "se.fc2.weight"], theirs[block + "se.fc2.weight"][keep][:, squeeze])
+
+
+@pytest.mark.parametrize("task", ["segmentation", "detection"])
+def test_the_training_seed_keeps_the_canvases_and_the_data_name_draws_them(tmp_path, task):
+    # A seed study compares runs on one validation set: --seed changes initialisation, order and
+    # augmentation, never the canvases; those are named by the data (fmnist-seg-seed2).
+    from mobilenets.tasks.detection.task import DetectionTask
+    from mobilenets.tasks.segmentation import SegmentationTask
+
+    short, Task = ("seg", SegmentationTask) if task == "segmentation" else ("det", DetectionTask)
+
+    def first_val_image(data, seed):
+        loaded = Task().load(_config(tmp_path, data=data, seed=seed), in_chans=3)
+        return loaded.name, loaded.val[0][0]
+
+    name0, image0 = first_val_image(f"fmnist-{short}", 0)
+    name2, image2 = first_val_image(f"fmnist-{short}", 2)
+    assert name0 == name2 and torch.equal(image0, image2)
+    other, image = first_val_image(f"fmnist-{short}-seed2", 0)
+    assert other.endswith("seed2") and not torch.equal(image0, image)

@@ -71,7 +71,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model-option", dest="model_options", metavar="KEY=VALUE", action="append", type=model_option,
                    help="a model builder option, repeatable, e.g. reduced_tail=true or width_mult=0.75 "
                         "(`mobilenets info NAME` lists a model's options)")  # fmt: skip
-    p.add_argument("--seed", type=int, help="(default 0)")
+    p.add_argument("--seed", type=int, help="initialisation, data order and augmentation (default 0); built-in "
+                   "canvases are drawn by their name (fmnist-seg-seed2), not by this")  # fmt: skip
     p.add_argument(
         "--deterministic",
         action="store_true",

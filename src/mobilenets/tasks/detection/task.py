@@ -26,7 +26,7 @@ class DetectionTask(DenseTask):
 
     def load(self, config, in_chans):
         return load_detection_data(config.data, resolution=config.resolution, train_limit=config.train_limit,
-                                   val_limit=config.val_limit, seed=config.seed or None, in_chans=in_chans,
+                                   val_limit=config.val_limit, in_chans=in_chans,
                                    augment=None if config.augment else "none")  # fmt: skip
 
     def build(self, config, data):
