@@ -223,13 +223,15 @@ def main() -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0],
                    help="one run per side per seed (head initialisation, canvas order, augmentation; the "
                         "pretraining is shared); the table adds each side's mean and spread")  # fmt: skip
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch threads (default: one per core); 1 lets an untimed run share the machine")  # fmt: skip
     p.add_argument("--train-limit", type=int, default=0, help="(smoke runs only)")
     p.add_argument("--val-limit", type=int, default=0, help="(smoke runs only)")
     p.add_argument("--pretrain-limit", type=int, default=0, help="(smoke runs only)")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     out = Path(args.out)
-    common = dict(tensorboard=False, progress=False, workers=2, threads=0, channels_last=args.channels_last)
+    common = dict(tensorboard=False, progress=False, workers=2, threads=args.threads, channels_last=args.channels_last)
 
     pretrain = out / "pretrain"
     config = TrainConfig(model=BACKBONE, output=str(pretrain), data="fashion-mnist", in_chans=3,
