@@ -357,3 +357,19 @@ def test_onnx_export_is_checked_against_pytorch(tmp_path):
     model = create_model("lraspp_mobilenet_v3_small_100").eval()
     report = export(model, tmp_path / "lraspp.onnx", "onnx", resolution=(128, 256))
     assert report.max_rel_error <= 1e-4
+
+
+@pytest.mark.parametrize(
+    "name", ["lraspp_mobilenet_v3_small_100", "lraspp_mobilenet_v3_large", "raspp_mobilenet_v2_100"]
+)
+def test_class_logit_convs_start_small_as_classifiers_do(name):
+    # Kaiming fan_out on a 1x1 to 11 classes would draw std sqrt(2 / 11) = 0.43: logits that large at the
+    # first step cost the canvas benchmark 0.6-1.8 mIoU points against torchvision's head.
+    torch.manual_seed(0)
+    head = mobilenets.create_model(name, num_classes=11).head
+    classifiers = {n: m for n, m in head.named_modules() if n.endswith("classifier")}
+    assert classifiers and all(m.out_channels == 11 for m in classifiers.values())
+    for m in classifiers.values():
+        assert m.weight.std().item() == pytest.approx(0.01, rel=0.25) and not m.bias.any()
+    branch = head.branch.conv  # feature convs keep kaiming fan_out
+    assert branch.weight.std().item() == pytest.approx((2 / branch.out_channels) ** 0.5, rel=0.1)
