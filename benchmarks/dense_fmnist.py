@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import statistics
 import time
 from functools import partial
 from pathlib import Path
@@ -250,11 +251,11 @@ def main() -> int:
         epochs = args.detection_epochs if task == "detection" else args.segmentation_epochs
         config = dict(model=model, data=data, epochs=epochs, train_limit=args.train_limit, val_limit=args.val_limit,
                       **common)  # fmt: skip
+        options = dict(model_option(o) for o in getattr(args, f"{task}_option"))
         for seed in args.seeds:
             suffix = f"_seed{seed}" if seed else ""  # seed 0 keeps the run names of earlier rounds
             runs = {who: out / f"{who}_{task}{suffix}" for who in ("ours", "torchvision")}
             if "ours" in whos:
-                options = dict(model_option(o) for o in getattr(args, f"{task}_option"))
                 cfg = TrainConfig(output=str(runs["ours"]), init_backbone=str(pretrain), model_options=options,
                                   seed=seed, **config)  # fmt: skip
                 _train_timed(runs["ours"], lambda cfg=cfg, run=runs["ours"]: train(cfg, resume=is_run_dir(run)))
@@ -286,10 +287,9 @@ def main() -> int:
                   + " | ".join(f"{float(history[-1][k]):.4f}" for k in keys) + " |")  # fmt: skip
         if len(args.seeds) > 1:
             for who, values in finals.items():
-                v = torch.tensor(values, dtype=torch.float64)
                 print(
-                    f"{who}: final {keys[0][4:]} over {len(values)} seeds: mean {v.mean():.4f}, "
-                    f"std {v.std():.4f}, min {v.min():.4f}, max {v.max():.4f}"
+                    f"{who}: final {keys[0][4:]} over {len(values)} seeds: mean {statistics.mean(values):.4f}, "
+                    f"std {statistics.stdev(values):.4f}, min {min(values):.4f}, max {max(values):.4f}"
                 )
     return 0
 
