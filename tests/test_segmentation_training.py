@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -43,6 +44,20 @@ def test_segmenter_trains_reports_evaluates_and_resumes_exactly(tmp_path, capsys
     a = torch.load(tmp_path / "whole" / CHECKPOINT, weights_only=True)["model"]
     b = torch.load(tmp_path / "split" / CHECKPOINT, weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_run_started_from_a_classifier_run_resumes_with_its_normalization(tmp_path):
+    from mobilenets.preprocessing import Preprocessing
+
+    classifier = mobilenets.create_model("mobilenet_v3_small_100", num_classes=10, reduced_tail=True)
+    mean, std = (0.3, 0.3, 0.3), (0.4, 0.4, 0.4)
+    # a classification run's layout: --init-backbone RUN_DIR takes RUN_DIR/best, on resume too
+    mobilenets.save_model(classifier, tmp_path / "cls" / "best", preprocessing=Preprocessing(mean=mean, std=std))
+    config = _config(tmp_path / "seg", epochs=1, train_limit=16, init_backbone=str(tmp_path / "cls"))
+    assert train(replace(config, max_steps=1))["stopped_early"]
+    train(config, resume=True)
+    saved = mobilenets.load_model(tmp_path / "seg" / "best").preprocessing
+    assert (tuple(saved.mean), tuple(saved.std)) == (mean, std)
 
 
 def test_a_classifier_name_is_not_a_segmentation_run(tmp_path, capsys):
