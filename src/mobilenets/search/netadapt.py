@@ -27,6 +27,7 @@ from typing import Protocol
 from torch import nn
 
 from ..io import atomic_write_text, build_from_config, load_model, save_model
+from ..training.checkpoint import resolve_model_dir
 from .plan import Layout, Slot, WidthPlan, candidate_widths, narrow
 
 log = logging.getLogger(__name__)
@@ -488,20 +489,6 @@ class AdaptConfig:
         if any(not 0 < v < 1 for v in values):
             raise ValueError(f"--uniform multipliers must be in (0, 1), got {self.uniform!r}")
         return values
-
-
-def resolve_model_dir(path: str | os.PathLike) -> Path:
-    """A model directory, or a training run directory's best model."""
-    from ..io import is_model_dir
-    from ..training.checkpoint import BEST_DIR
-
-    path = Path(path)
-    if is_model_dir(path):
-        return path
-    if is_model_dir(path / BEST_DIR):
-        return path / BEST_DIR
-    raise FileNotFoundError(f"{path} is neither a model directory nor a training run with a {BEST_DIR}/ model; "
-                            "give the directory `mobilenets train -o` wrote (or its best/)")  # fmt: skip
 
 
 def read_adapt_config(directory: str | os.PathLike) -> AdaptConfig:

@@ -11,6 +11,7 @@ from torch import nn
 
 from ..io import load_model, read_config
 from ..preprocessing import Preprocessing
+from ..training.checkpoint import resolve_model_dir
 from ..training.task import Task
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ class DenseTask(Task):
         if config.init_backbone and not resume:
             self.mean, self.std = init_backbone(model, config.init_backbone)
         elif config.init_backbone:
-            pre = read_config(backbone_dir(config.init_backbone)).get("preprocessing") or {}
+            pre = read_config(resolve_model_dir(config.init_backbone)).get("preprocessing") or {}
             self.mean, self.std = tuple(pre.get("mean", DEFAULT_MEAN)), tuple(pre.get("std", DEFAULT_STD))
         else:
             self.mean, self.std = DEFAULT_MEAN, DEFAULT_STD
@@ -119,18 +120,11 @@ class DenseTask(Task):
                    metadata=meta, overwrite=True)  # fmt: skip
 
 
-def backbone_dir(source: str) -> Path:
-    """The model directory of an ``--init-backbone`` source: a run's best model, or the directory itself."""
-    from ..training.checkpoint import BEST_DIR
-
-    return Path(source) / BEST_DIR if (Path(source) / BEST_DIR).is_dir() else Path(source)
-
-
 def backbone_chans(source: str | None) -> int:
     """The input channels of an ``--init-backbone`` source (3 without one): the head's model takes the same."""
     if not source:
         return 3
-    return int(read_config(backbone_dir(source))["options"].get("in_chans", 3))
+    return int(read_config(resolve_model_dir(source))["options"].get("in_chans", 3))
 
 
 def backbone_of(model: nn.Module) -> nn.Module:
@@ -147,7 +141,7 @@ def init_backbone(model: nn.Module, source: str) -> tuple[tuple, tuple]:
     what still differs (a removed classifier, another block layout) is left as initialised and named
     in the log; a mismatch in the first stages is an error naming it.
     """
-    donor = load_model(backbone_dir(source))
+    donor = load_model(resolve_model_dir(source))
     target = backbone_of(model)
     ours, theirs = target.state_dict(), donor.state_dict()
     fits = {k: theirs[k] for k, v in ours.items() if k in theirs and theirs[k].shape == v.shape}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import pickle
 import random
 from dataclasses import dataclass, field
@@ -11,12 +12,23 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..io import atomic_write
+from ..io import atomic_write, is_model_dir
 
 CHECKPOINT = "checkpoint.pt"
 RUN_CONFIG = "run.json"
 BEST_DIR = "best"
 FINAL_DIR = "final"  # the last epoch's model: the figure that involves no selection on the validation set
+
+
+def resolve_model_dir(path: str | os.PathLike) -> Path:
+    """A model directory, or a training run directory's best model."""
+    path = Path(path)
+    if is_model_dir(path):
+        return path
+    if is_model_dir(path / BEST_DIR):
+        return path / BEST_DIR
+    raise FileNotFoundError(f"{path} is neither a model directory nor a training run with a {BEST_DIR}/ model; "
+                            "give the directory `mobilenets train -o` wrote (or its best/)")  # fmt: skip
 
 
 @dataclass
