@@ -11,6 +11,7 @@ from PIL import Image
 
 import mobilenets
 from mobilenets.cli import main
+from mobilenets.data.classification import FASHION_MNIST_DIR
 from mobilenets.errors import UsageError
 from mobilenets.pretrained import available, resolve
 
@@ -27,6 +28,17 @@ def test_shipped_weights_load_with_their_own_architecture_and_labels():
     # the trained weights differ from a fresh model's
     fresh = mobilenets.create_model(NAME, num_classes=10, in_chans=1, stem_stride=1)
     assert not torch.equal(fresh.state_dict()["classifier.weight"], model.state_dict()["classifier.weight"])
+
+
+@pytest.mark.skipif(not FASHION_MNIST_DIR.is_dir(), reason="needs Debian's dataset-fashion-mnist")
+@pytest.mark.parametrize("shipped", sorted(available()))
+def test_every_shipped_model_reproduces_its_recorded_top1_on_the_full_test_split(shipped, capsys):
+    meta = available()[shipped]
+    assert meta["trained_on"] == "fashion-mnist" and meta["final_epoch"] is True  # no epoch picked on the test set
+    assert main(["eval", shipped, "--data", "fashion-mnist", "--json", "-q"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["images"] == 10_000 and result["split"] == "test" and not result["tta"]
+    assert result["top1"] == pytest.approx(meta["top1"], abs=0.02)  # the README's figures table quotes it
 
 
 def test_pretrained_refuses_options_that_would_change_the_architecture():
@@ -50,7 +62,8 @@ def test_name_dot_tag_is_a_model_directory_and_a_real_path_wins(tmp_path, monkey
 def test_list_pretrained_and_predict_out_of_the_box(tmp_path, capsys):
     assert main(["list", "--pretrained", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
-    assert [row["name"] for row in listed] == [f"{NAME}.{TAG}"] and listed[0]["recipe"] == "main"
+    rows = {row["name"]: row for row in listed}
+    assert list(rows) == list(available()) and rows[f"{NAME}.{TAG}"]["recipe"] == "main"
     # a trouser: two dark-background vertical bars, as Fashion-MNIST draws them (white on black)
     pixels = np.zeros((28, 28), np.uint8)
     pixels[2:27, 8:13] = pixels[2:27, 15:20] = 200
