@@ -18,15 +18,18 @@ from mobilenets.pretrained import available, resolve
 NAME, TAG = "mobilenet_v1_025", "fashion-mnist"
 
 
-def test_shipped_weights_load_with_their_own_architecture_and_labels():
-    model = mobilenets.create_model(NAME, pretrained=TAG)
-    assert model.in_chans == 1 and model.num_classes == 10 and model.labels[0] == "T-shirt/top"
+@pytest.mark.parametrize("shipped", sorted(available()))
+def test_shipped_weights_load_with_their_own_architecture_and_labels(shipped):
+    name, tag = shipped.split(".")
+    model = mobilenets.create_model(name, pretrained=tag)
+    assert model.name == name and model.in_chans == 1 and model.num_classes == 10
+    assert model.labels[0] == "T-shirt/top" and model.options["stem_stride"] == 1
     assert model.metadata["final_epoch"] is True and model.metadata["top1"] >= 92.0
-    same = mobilenets.load_pretrained(NAME, TAG)
+    same = mobilenets.load_pretrained(name, tag)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), same.state_dict().values(), strict=True))
     assert not model.training
     # the trained weights differ from a fresh model's
-    fresh = mobilenets.create_model(NAME, num_classes=10, in_chans=1, stem_stride=1)
+    fresh = mobilenets.create_model(name, num_classes=10, in_chans=1, stem_stride=1)
     assert not torch.equal(fresh.state_dict()["classifier.weight"], model.state_dict()["classifier.weight"])
 
 
