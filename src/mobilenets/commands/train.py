@@ -47,6 +47,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         metavar="RUN_OR_MODEL_DIR",
         help="detection/segmentation: start the backbone from a classification run (its best/) or model directory",
     )
+    p.add_argument("--teacher", metavar="MODEL_DIR", help="classification: distil from this model directory or "
+                   "NAME.TAG (its outputs on each augmented batch, averaged with the mirror image when the "
+                   "recipe flips)")  # fmt: skip
+    p.add_argument("--distill-weight", type=float, help="with --teacher: the loss's share that matches the "
+                   "teacher, the rest fits the labels (default 0.5)")  # fmt: skip
+    p.add_argument("--distill-temperature", type=float, help="with --teacher: softmax temperature (default 1)")
     p.add_argument(
         "--recipe", choices=sorted(RECIPES), help="named preset (default: the task's: fast, detection, segmentation)"
     )

@@ -17,6 +17,7 @@ from ..io import atomic_write, atomic_write_text, build_from_config, load_model,
 from ..models.factory import create_model
 from ..models.spec import min_input_size
 from ..progress import progress as with_bar
+from ..registry import get_entry, list_models
 from ..training.checkpoint import BEST_DIR, RUN_CONFIG
 from ..training.engine import read_run_config
 from ..training.report import pyplot, write_curves, write_markdown
@@ -63,13 +64,18 @@ class ClassificationTask(Task):
             model = create_model(config.model, num_classes=n_cls, in_chans=in_chans, drop_rate=recipe.drop_rate,
                                  **variant)  # fmt: skip
         model.labels, model.preprocessing = list(self.spec.labels), self.spec.preprocessing
+        self.teacher = _load_teacher(config, self.spec) if config.teacher else None
+        self.distill = (config.distill_weight, config.distill_temperature)
         return model
 
     def describe(self) -> str:
         spec = self.spec
         h, w = spec.preprocessing.input_size
-        return (f"{spec.train.source}: {len(spec.train)} train / {len(spec.val)} {spec.val.name} images, "
+        line = (f"{spec.train.source}: {len(spec.train)} train / {len(spec.val)} {spec.val.name} images, "
                 f"{len(spec.labels)} classes, {h}x{w}")  # fmt: skip
+        if self.teacher is not None:
+            line += f", distilled from {self.teacher.name} (weight {self.distill[0]:g}, T {self.distill[1]:g})"
+        return line
 
     def record(self) -> dict:
         record = {"labels": self.spec.labels, "preprocessing": self.spec.preprocessing.to_dict()}
@@ -84,9 +90,34 @@ class ClassificationTask(Task):
         return _batches(self.spec, self.spec.train, order, batch_size, generator, True, workers, shard, start,
                         loader_seed)  # fmt: skip
 
+    @torch.no_grad()
+    def batch_targets(self, inputs, targets):
+        if self.teacher is None:
+            return targets
+        self.teacher.to(inputs.device)
+        _, temperature = self.distill
+        logits = self.teacher(inputs).float()
+        probs = F.softmax(logits / temperature, dim=1)
+        if self.spec.augment.get("hflip"):
+            # the recipe trains on mirror images, so a mirror is the same label: the teacher sees both
+            probs = (probs + F.softmax(self.teacher(inputs.flip(3)).float() / temperature, dim=1)) / 2
+        return targets, probs
+
+    def split_targets(self, targets, index, parts):
+        if isinstance(targets, tuple):
+            return tuple(t[index::parts] for t in targets)
+        return targets[index::parts]
+
     def loss(self, outputs, targets, recipe):
-        loss = F.cross_entropy(outputs.float(), targets, label_smoothing=self.smoothing)
-        return loss, {"top1": 100.0 * (outputs.argmax(1) == targets).sum().item()}
+        labels, teacher_probs = targets if isinstance(targets, tuple) else (targets, None)
+        loss = F.cross_entropy(outputs.float(), labels, label_smoothing=self.smoothing)
+        if teacher_probs is not None:
+            # Hinton et al. 2015: KL to the teacher's softened distribution, times T^2 to keep its gradient scale
+            weight, temperature = self.distill
+            log_probs = F.log_softmax(outputs.float() / temperature, dim=1)
+            matching = F.kl_div(log_probs, teacher_probs, reduction="batchmean") * temperature**2
+            loss = (1 - weight) * loss + weight * matching
+        return loss, {"top1": 100.0 * (outputs.argmax(1) == labels).sum().item()}
 
     def evaluate(self, model, *, device, channels_last, bf16, workers, batch_size):
         return evaluate_split(model, self.spec, self.spec.val, batch_size=batch_size, device=device,
@@ -167,6 +198,36 @@ def _init_architecture(config, run_dir: Path, resume: bool) -> dict:
             "drop --model to train the init model's architecture"
         )
     return {"name": arch.get("name") or arch["family"], "family": arch["family"], "options": arch["options"]}
+
+
+def _load_teacher(config, spec) -> nn.Module:
+    """The frozen classifier ``config.teacher``, checked against the run's data and distillation options."""
+    weight, temperature = config.distill_weight, config.distill_temperature
+    if not 0 < weight <= 1 or not temperature > 0:
+        raise ValueError(
+            f"--distill-weight must be in (0, 1] and --distill-temperature > 0, got {weight:g} and {temperature:g}"
+        )
+    teacher = load_model(config.teacher)
+    name = getattr(teacher, "name", None)
+    if name in list_models() and get_entry(name).task != "classification":
+        raise ValueError(
+            f"--teacher {config.teacher} is not a classifier; distil from a classification model directory"
+        )
+    labels = list(teacher.labels or [])
+    if labels != list(spec.labels):
+        raise ValueError(
+            f"--teacher {config.teacher} predicts {len(labels)} classes {labels[:3]}..., not the data's "
+            f"{len(spec.labels)} {list(spec.labels)[:3]}...; distil from a model trained on these labels"
+        )
+    if teacher.preprocessing.to_dict() != spec.preprocessing.to_dict():
+        raise ValueError(
+            f"--teacher {config.teacher} reads {teacher.preprocessing.input_size} images normalised as "
+            f"{teacher.preprocessing.mean}/{teacher.preprocessing.std}, the run {spec.preprocessing.input_size} "
+            f"{spec.preprocessing.mean}/{spec.preprocessing.std}; give --resolution (and --in-chans) to match"
+        )
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher.eval()
 
 
 def _load_init_weights(model: nn.Module, init_dir: str) -> None:

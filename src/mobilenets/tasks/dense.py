@@ -35,6 +35,8 @@ class DenseTask(Task):
         if config.init:
             raise ValueError(f"--init is for classification runs; a {self.name} model starts from a classifier's "
                              "weights with --init-backbone RUN_OR_MODEL_DIR")  # fmt: skip
+        if config.teacher:
+            raise ValueError(f"--teacher distils a classifier; a {self.name} run trains on its labels alone")
         self.data = self.load(config, backbone_chans(config.init_backbone))
         model = self.build(config, self.data)
         self.after_load(model)

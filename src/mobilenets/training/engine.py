@@ -74,6 +74,9 @@ class TrainConfig:
     data: str = "fashion-mnist"
     init: str | None = None  # model directory whose weights start the run (fine-tuning)
     init_backbone: str | None = None  # a classifier's run or model directory: the backbone of a head's model
+    teacher: str | None = None  # classification: a model directory (or NAME.TAG) to distil from
+    distill_weight: float = 0.5  # the share of the loss that matches the teacher (the rest: the labels)
+    distill_temperature: float = 1.0  # softens both distributions; the matching term is scaled by T^2
     recipe: str | None = None  # None: the task's default (classification "fast", detection "detection"...)
     epochs: int | None = None
     batch_size: int | None = None
@@ -336,6 +339,7 @@ def _fit(task: Task, config: TrainConfig, resume: bool, overwrite: bool) -> dict
             x, y = x.to(dist.device), task.targets_to(y, dist.device)
             if config.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
+            y = task.batch_targets(x, y)
             optimizer.zero_grad(set_to_none=True)
             step_loss, n = 0.0, len(x)
             for i in range(config.accum_steps):

@@ -62,6 +62,10 @@ class Task(abc.ABC):
     def targets_to(self, targets: Any, device: torch.device) -> Any:
         return targets.to(device)
 
+    def batch_targets(self, inputs: torch.Tensor, targets: Any) -> Any:
+        """The targets the loss sees for this (augmented, on-device) batch; e.g. with a teacher's outputs added."""
+        return targets
+
     def split_targets(self, targets: Any, index: int, parts: int) -> Any:
         """The targets of micro-batch ``index`` of ``parts`` (inputs are split as ``x[index::parts]``)."""
         return targets[index::parts]
