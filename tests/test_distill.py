@@ -106,6 +106,7 @@ def test_teacher_errors_are_one_line_and_exit_2(tmp_path, idx_dir, teacher, caps
         "distil from a model trained on these labels": ["-r", "32", "--teacher", str(tmp_path / "m7")],
         "give --resolution": ["-r", "40", "--teacher", str(teacher)],
         "not a directory": ["-r", "32", "--teacher", str(tmp_path / "missing")],
+        "go with --teacher MODEL_DIR": ["-r", "32", "--distill-temperature", "4"],
     }
     for i, (message, extra) in enumerate(cases.items()):
         assert main([*base, *extra, "-o", str(tmp_path / f"run{i}")]) == 2, message

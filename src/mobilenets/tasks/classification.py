@@ -64,8 +64,13 @@ class ClassificationTask(Task):
             model = create_model(config.model, num_classes=n_cls, in_chans=in_chans, drop_rate=recipe.drop_rate,
                                  **variant)  # fmt: skip
         model.labels, model.preprocessing = list(self.spec.labels), self.spec.preprocessing
-        self.teacher = _load_teacher(config, self.spec) if config.teacher else None
-        self.distill = (config.distill_weight, config.distill_temperature)
+        if not config.teacher and (config.distill_weight is not None or config.distill_temperature is not None):
+            raise ValueError(
+                "--distill-weight and --distill-temperature go with --teacher MODEL_DIR; add it or drop them"
+            )
+        weight, temperature = config.distill_weight, config.distill_temperature
+        self.distill = (0.5 if weight is None else weight, 1.0 if temperature is None else temperature)
+        self.teacher = _load_teacher(config.teacher, self.spec, *self.distill) if config.teacher else None
         return model
 
     def describe(self) -> str:
@@ -200,28 +205,25 @@ def _init_architecture(config, run_dir: Path, resume: bool) -> dict:
     return {"name": arch.get("name") or arch["family"], "family": arch["family"], "options": arch["options"]}
 
 
-def _load_teacher(config, spec) -> nn.Module:
-    """The frozen classifier ``config.teacher``, checked against the run's data and distillation options."""
-    weight, temperature = config.distill_weight, config.distill_temperature
+def _load_teacher(path: str, spec, weight: float, temperature: float) -> nn.Module:
+    """The frozen classifier at ``path``, checked against the run's data and distillation options."""
     if not 0 < weight <= 1 or not temperature > 0:
         raise ValueError(
             f"--distill-weight must be in (0, 1] and --distill-temperature > 0, got {weight:g} and {temperature:g}"
         )
-    teacher = load_model(config.teacher)
+    teacher = load_model(path)
     name = getattr(teacher, "name", None)
     if name in list_models() and get_entry(name).task != "classification":
-        raise ValueError(
-            f"--teacher {config.teacher} is not a classifier; distil from a classification model directory"
-        )
+        raise ValueError(f"--teacher {path} is not a classifier; distil from a classification model directory")
     labels = list(teacher.labels or [])
     if labels != list(spec.labels):
         raise ValueError(
-            f"--teacher {config.teacher} predicts {len(labels)} classes {labels[:3]}..., not the data's "
+            f"--teacher {path} predicts {len(labels)} classes {labels[:3]}..., not the data's "
             f"{len(spec.labels)} {list(spec.labels)[:3]}...; distil from a model trained on these labels"
         )
     if teacher.preprocessing.to_dict() != spec.preprocessing.to_dict():
         raise ValueError(
-            f"--teacher {config.teacher} reads {teacher.preprocessing.input_size} images normalised as "
+            f"--teacher {path} reads {teacher.preprocessing.input_size} images normalised as "
             f"{teacher.preprocessing.mean}/{teacher.preprocessing.std}, the run {spec.preprocessing.input_size} "
             f"{spec.preprocessing.mean}/{spec.preprocessing.std}; give --resolution (and --in-chans) to match"
         )

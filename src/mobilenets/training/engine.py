@@ -75,8 +75,8 @@ class TrainConfig:
     init: str | None = None  # model directory whose weights start the run (fine-tuning)
     init_backbone: str | None = None  # a classifier's run or model directory: the backbone of a head's model
     teacher: str | None = None  # classification: a model directory (or NAME.TAG) to distil from
-    distill_weight: float = 0.5  # the share of the loss that matches the teacher (the rest: the labels)
-    distill_temperature: float = 1.0  # softens both distributions; the matching term is scaled by T^2
+    distill_weight: float | None = None  # the loss's share that matches the teacher (None: 0.5; the rest: labels)
+    distill_temperature: float | None = None  # None: 1; softens both sides, the matching term is scaled by T^2
     recipe: str | None = None  # None: the task's default (classification "fast", detection "detection"...)
     epochs: int | None = None
     batch_size: int | None = None
