@@ -134,8 +134,105 @@ def test_train_output_is_new_or_empty_and_a_run_is_started_over_only_with_overwr
     assert f"--resume {run}, or pass --overwrite" in capsys.readouterr().err
     assert (run / "notes.txt").is_file()
     assert main([*common, "-o", str(run), "--overwrite"]) == 0
-    assert not (run / "notes.txt").exists() and (run / CHECKPOINT).is_file()
+    assert (run / "notes.txt").read_text() == "old run" and (run / CHECKPOINT).is_file()  # only ours was replaced
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkout", "run"]
+
+
+# --- issue 33: nothing of the user's is lost --------------------------------------------------------
+
+
+def _train_argv(idx_dir: Path, out: Path, *extra: str) -> list[str]:
+    return ["train", "-m", TINY, "-d", str(idx_dir), "-b", "32", "-r", "32", "--stem-stride", "1", "--threads", "1",
+            "--no-progress", "--no-tensorboard", "--train-limit", "64", "--val-limit", "16", "--epochs", "1",
+            "-o", str(out), *extra]  # fmt: skip
+
+
+@pytest.mark.parametrize("planted", ["run.json", "checkpoint.pt"])
+def test_overwrite_refuses_a_folder_that_merely_holds_a_file_named_like_ours(tmp_path, idx_dir, capsys, planted):
+    folder = tmp_path / "thesis"
+    (folder / "data").mkdir(parents=True)
+    (folder / "data" / "table.csv").write_text("1,2\n")
+    (folder / "thesis.tex").write_text("\\section{Intro}\n")
+    (folder / planted).write_text('{"my": "settings"}\n')
+    before = _snapshot(folder)
+    for extra in (["--overwrite"], []):
+        assert main(_train_argv(idx_dir, folder, *extra)) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "is not empty and is not a run" in err, err
+        assert _snapshot(folder) == before
+    assert main(["train", "--resume", str(folder)]) == 2
+    assert _snapshot(folder) == before
+
+
+def test_overwrite_of_our_run_deletes_only_what_we_wrote(tmp_path, idx_dir):
+    run = tmp_path / "run"
+    assert main(_train_argv(idx_dir, run)) == 0
+    (run / "notes.md").write_text("what I tried")
+    (run / "best" / "model.onnx").write_bytes(b"an export of mine")
+    (run / "plots").mkdir()
+    (run / "plots" / "mine.png").write_bytes(b"png")
+    old_checkpoint = (run / CHECKPOINT).stat().st_mtime_ns
+    assert main(_train_argv(idx_dir, run, "--overwrite")) == 0
+    assert (run / "notes.md").read_text() == "what I tried"
+    assert (run / "best" / "model.onnx").read_bytes() == b"an export of mine"
+    assert (run / "plots" / "mine.png").read_bytes() == b"png"
+    assert (run / CHECKPOINT).stat().st_mtime_ns != old_checkpoint and mobilenets.load_model(run / "best")
+
+
+def test_replacing_a_model_directory_keeps_the_files_we_did_not_write(tmp_path):
+    save_model(_tiny_model(), tmp_path / "m")
+    (tmp_path / "m" / "model.onnx").write_bytes(b"exported earlier")
+    (tmp_path / "m" / "NOTE.txt").write_text("trained on the March data")
+    save_model(mobilenets.create_model("mobilenet_v1_025", num_classes=2), tmp_path / "m", overwrite=True)
+    assert mobilenets.load_model(tmp_path / "m").name == "mobilenet_v1_025"
+    assert (tmp_path / "m" / "model.onnx").read_bytes() == b"exported earlier"
+    assert (tmp_path / "m" / "NOTE.txt").read_text() == "trained on the March data"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no temporary leftovers
+
+
+def test_a_run_directory_in_use_is_refused(tmp_path, idx_dir, capsys):
+    from mobilenets.training.checkpoint import run_lock
+
+    run = tmp_path / "run"
+    with run_lock(run):  # another process's train, as far as flock can tell (a separate open file)
+        assert main(_train_argv(idx_dir, run)) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "in use by another mobilenets process" in err, err
+        assert list(run.iterdir()) == []
+    assert main(_train_argv(idx_dir, run)) == 0
+    with run_lock(run):
+        assert main(["train", "--resume", str(run)]) == 2
+        assert "in use" in capsys.readouterr().err
+
+
+def test_a_failed_start_leaves_no_folder_behind(tmp_path, idx_dir):
+    argv = _train_argv(idx_dir, tmp_path / "new")
+    argv[argv.index("-r") + 1] = "4"  # refused by the data loader, after the directory was locked
+    assert main(argv) == 2
+    assert not (tmp_path / "new").exists()
+    assert main(_train_argv(idx_dir, tmp_path / "nan", "--lr", "nan")) == 2  # refused before anything runs
+    assert not (tmp_path / "nan").exists()
+
+
+def test_temporary_files_of_a_killed_process_are_swept_by_the_next_write(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)
+    left = tmp_path / f".model.onnx.{pid}-abc123xy.tmp"  # what kill -9 during an export leaves
+    left.write_bytes(b"half")
+    left_dir = tmp_path / f".model.onnx.{pid}-zz9.tmp"
+    left_dir.mkdir()
+    alive = tmp_path / f".model.onnx.{os.getpid()}-busy.tmp"  # a live writer's: not ours to remove
+    alive.write_bytes(b"busy")
+    users = [tmp_path / ".model.onnx.notes.tmp", tmp_path / ".model.onnx.123.tmp"]
+    for path in users:
+        path.write_text("mine")
+    atomic_write_text(tmp_path / "model.onnx", "new")
+    assert not left.exists() and not left_dir.exists()
+    assert alive.exists() and all(p.read_text() == "mine" for p in users)
+    assert (tmp_path / "model.onnx").read_text() == "new"
 
 
 # --- file modes ---------------------------------------------------------------------------------------

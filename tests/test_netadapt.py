@@ -375,3 +375,17 @@ def test_an_adapted_model_quantizes_and_info_shows_its_widths(tmp_path, seed_dir
     report = quantize_model(narrowed, tmp_path / "adapted.int8.onnx", str(idx), calibration=16, eval_images=16,
                             validation=0, max_drop=None)  # fmt: skip
     assert (tmp_path / "adapted.int8.onnx").is_file() and report is not None
+
+
+@pytest.mark.parametrize("content", ['{"experiment": "my results"}\n', "not json at all\n", "[1, 2]\n"])
+def test_adapt_refuses_a_table_path_holding_a_file_of_the_users(tmp_path, seed_dir, capsys, content):
+    seed, idx = seed_dir
+    mine = tmp_path / "results.json"
+    mine.write_text(content)
+    out = tmp_path / "adapt"
+    argv = ["adapt", str(seed), "--data", str(idx), "-o", str(out), "--table", str(mine), "--runtime", _runtime(),
+            "--target", "0.95", "--steps", "2", "--batch-size", "16", "--holdout", "40", "--no-progress"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is not a latency table written by mobilenets" in err, err
+    assert mine.read_text() == content and not out.exists()

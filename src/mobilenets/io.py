@@ -2,8 +2,8 @@
 
 Nothing here leaves a half-written file: every file is written to a temporary
 name beside its target, flushed to disk, then renamed over it; a model directory
-is assembled in a temporary sibling and swapped in whole. Nothing we did not write
-is replaced: ``check_output`` is the one rule every command applies to its output
+is assembled in a temporary sibling and its files moved in, the config last. Nothing we did not write
+is replaced or deleted: ``check_output`` is the one rule every command applies to its output
 path (new or empty, or ours and ``overwrite`` asked for). Files and directories get
 the modes the user's umask gives, as any other file they write.
 """
@@ -91,10 +91,58 @@ def remove_ours(path: str | os.PathLike) -> None:
     """Delete a directory that ``check_output`` allowed to be replaced: renamed away first, so a
     crash mid-delete leaves no half directory under the user's name."""
     path = Path(path).absolute()
-    gone = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+    gone = temp_sibling(path, directory=True, suffix=".old")
     os.replace(path, gone / path.name)
     _fsync_dir(path.parent)
     shutil.rmtree(gone, ignore_errors=True)
+
+
+# --- temporary siblings -----------------------------------------------------------
+# A file or directory is built under a hidden name beside its target, ``.NAME.PID-XXXXXXXX.tmp``,
+# then renamed over it. A process killed with -9 cannot clean up: the next write to the same
+# target removes the leftovers of dead processes. Only names of this exact shape are touched.
+
+
+def temp_sibling(path: Path, *, directory: bool = False, suffix: str = ".tmp") -> Path:
+    """A new, empty hidden file (or directory) beside ``path`` named after it and this process."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sweep_stale(path)
+    prefix = f".{path.name}.{os.getpid()}-"
+    if directory:
+        return Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=path.parent))
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def sweep_stale(path: Path) -> list[Path]:
+    """Remove the temporary siblings of ``path`` that a dead process of ours left behind."""
+    removed = []
+    prefix = f".{path.name}."
+    with contextlib.suppress(OSError):
+        for entry in path.parent.iterdir():
+            name = entry.name
+            if not name.startswith(prefix) or not name.endswith((".tmp", ".old")):
+                continue
+            pid, dash, rest = name[len(prefix) :].partition("-")
+            if not dash or not pid.isdigit() or "." in rest[:-4] or _pid_alive(int(pid)):
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
 
 
 # --- file modes -------------------------------------------------------------------
@@ -143,10 +191,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     If ``write`` raises (or the process dies), ``path`` keeps its old content.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
+    tmp = temp_sibling(path)
     try:
         write(tmp)
         _chmod_like_new(tmp, path)
@@ -172,32 +217,30 @@ def atomic_directory(
     what: str = "a model directory",
     last: str | None = CONFIG_FILE,
 ) -> Iterator[Path]:
-    """Build a directory in a temporary sibling; on success it takes the place of ``path``.
+    """Build a directory in a temporary sibling; on success its entries take their place in ``path``.
 
     ``path`` must pass ``check_output`` (missing, empty, or ``ours`` with ``overwrite``), before
-    and again at the swap. A directory of ours is replaced whole; into an empty one (it may be the
-    current directory) the entries are moved, ``last`` (the file that marks it complete) last.
+    and again at the swap. A new directory is renamed into place whole. Into an existing one (empty,
+    or ours to replace) the entries are moved one by one, ``last`` (the file that marks it complete)
+    last: each of our files is replaced, and anything else in it (an export, a user's note) stays.
     """
     path = Path(path).absolute()
     check_output(path, overwrite=overwrite, ours=ours, what=what)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = temp_sibling(path, directory=True)
     _chmod_like_new(tmp)
     try:
         yield tmp
         _fsync_dir(tmp)
         state = check_output(path, overwrite=overwrite, ours=ours, what=what)  # it may have changed meanwhile
-        if state == "ours":
-            old = tmp.with_name(tmp.name + ".old")
-            os.replace(path, old)
+        if state == "new":
             os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        elif state == "empty":
-            for entry in sorted(tmp.iterdir(), key=lambda p: (p.name == last, p.name)):
-                os.replace(entry, path / entry.name)
-            _fsync_dir(path)
         else:
-            os.replace(tmp, path)
+            for entry in sorted(tmp.iterdir(), key=lambda p: (p.name == last, p.name)):
+                target = path / entry.name
+                if target.is_dir() and not target.is_symlink():  # a directory of ours: renamed away, then deleted
+                    remove_ours(target)
+                os.replace(entry, target)
+            _fsync_dir(path)
         _fsync_dir(path.parent)
     finally:
         if tmp.exists():
@@ -246,8 +289,9 @@ def save_model(
 ) -> Path:
     """Save ``model`` as ``directory/model.safetensors`` + ``directory/config.json``, atomically.
 
-    ``directory`` must be new or empty; an existing model directory is replaced (whole) only with
-    ``overwrite``; anything else is refused with OutputExistsError and left as it is.
+    ``directory`` must be new or empty; an existing model directory's two files are replaced only with
+    ``overwrite`` (other files in it, such as an export, stay); anything else is refused with
+    OutputExistsError and left as it is.
     ``labels`` and ``preprocessing`` default to the model's own (set by load_model,
     training or a converter), else ImageNet-style preprocessing.
     """

@@ -206,6 +206,21 @@ def mape(pairs: list[tuple[float, float]]) -> float | None:
     return float(np.mean([abs(p - m) / m for p, m in pairs]) * 100)
 
 
+def read_table(path: Path) -> dict:
+    """A latency table this module wrote; anything else at ``path`` is refused (it would be overwritten)."""
+    foreign = (f"{path} is not a latency table written by mobilenets; nothing was written: give --table a new "
+               "path or a table an earlier `mobilenets adapt` wrote")  # fmt: skip
+    if not path.is_file():
+        raise ValueError(foreign)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        raise ValueError(foreign) from None
+    if not isinstance(data, dict) or not {"version", "fingerprint", "entries", "points"} <= data.keys():
+        raise ValueError(foreign)
+    return data
+
+
 class RuntimeLatency:
     """NetAdapt's latency oracle on a real runtime: ``predict`` (table sum, calibrated), ``measure``
     (whole networks, interleaved), ``observe`` (a whole-network timing becomes a calibration point).
@@ -221,8 +236,8 @@ class RuntimeLatency:
         self.fingerprint = fingerprint(target)
         self.entries: dict[str, dict] = {}
         self.points: list[dict] = []
-        if self.path and self.path.is_file():
-            data = json.loads(self.path.read_text())
+        if self.path and os.path.lexists(self.path):
+            data = read_table(self.path)
             if data.get("fingerprint") == self.fingerprint and data.get("resolution") == list(target.resolution):
                 self.entries, self.points = data.get("entries", {}), data.get("points", [])
             else:

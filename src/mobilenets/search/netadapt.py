@@ -552,10 +552,10 @@ def adapt(config: AdaptConfig, *, resume: bool = False) -> dict:
         seed=config.seed,
         workers=config.workers,
     )
+    latency = RuntimeLatency(target, config.table or out / "latency_table.json")  # refuses a foreign --table
     if not resume:
         out.mkdir(parents=True, exist_ok=True)
         _write_json(out / CONFIG_FILE, dataclasses.asdict(config))
-    latency = RuntimeLatency(target, config.table or out / "latency_table.json")
     log.info(
         "NetAdapt %s on %s (%d thread%s, %dx%d); holdout %d of %d training images",
         seed.name,

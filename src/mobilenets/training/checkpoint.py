@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
+import json
 import os
 import pickle
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..io import atomic_write, is_model_dir
+from ..io import CONFIG_FILE, WEIGHTS_FILE, atomic_write, is_model_dir, sweep_stale
 
 CHECKPOINT = "checkpoint.pt"
 RUN_CONFIG = "run.json"
@@ -97,6 +101,81 @@ def load_checkpoint(run_dir: Path) -> dict:
         raise ValueError(f"{path} is not a readable checkpoint ({err.__class__.__name__}: {err})") from None
 
 
-def is_run_dir(path: Path) -> bool:
-    """``path`` holds a run of ours (its run.json or checkpoint)."""
-    return (Path(path) / RUN_CONFIG).is_file() or (Path(path) / CHECKPOINT).is_file()
+# What a run writes in its directory, and nothing else: ``--overwrite`` deletes these and leaves the rest.
+RUN_FILES = (RUN_CONFIG, CHECKPOINT, "metrics.csv", "report.md", "report.json", "curves.png", "confusion.png",
+             "predictions.png")  # fmt: skip
+MODEL_FILES = (WEIGHTS_FILE, CONFIG_FILE)
+TENSORBOARD_DIR = "tensorboard"
+
+
+def is_run_dir(path: str | os.PathLike) -> bool:
+    """``path`` holds a run of ours: a run.json that ``train`` wrote (a JSON object with its config and task)."""
+    try:
+        record = json.loads((Path(path) / RUN_CONFIG).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and isinstance(record.get("config"), dict) and isinstance(record.get("task"), str)
+
+
+def clear_run(path: str | os.PathLike) -> list[Path]:
+    """Delete what a run of ours wrote in ``path`` (``is_run_dir``), and only that: its files, best/ and final/,
+    TensorBoard's event files, our dead processes' temporary files. A folder left empty by this goes; anything
+    else (a user's notes, an export in best/) stays where it was."""
+    path = Path(path)
+    removed = []
+
+    def unlink(file: Path) -> None:
+        if file.is_file() or file.is_symlink():
+            file.unlink()
+            removed.append(file)
+
+    def rmdir_if_empty(folder: Path) -> None:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+    for name in (BEST_DIR, FINAL_DIR):
+        folder = path / name
+        # A model folder holding files of the user's (an export) keeps its model until the new run replaces it
+        # in place: emptied of our two files it would be a folder of theirs, which save_model refuses to write.
+        if is_model_dir(folder) and {p.name for p in folder.iterdir()} <= set(MODEL_FILES):
+            for file in (folder / CONFIG_FILE, folder / WEIGHTS_FILE):  # the config first: never a half model
+                unlink(file)
+            rmdir_if_empty(folder)
+    board = path / TENSORBOARD_DIR
+    if board.is_dir() and not board.is_symlink():
+        for file in board.glob("events.out.tfevents.*"):
+            unlink(file)
+        rmdir_if_empty(board)
+    for name in (CHECKPOINT, *RUN_FILES[2:], RUN_CONFIG):  # run.json last: until then it is still a run
+        removed += sweep_stale(path / name)
+        unlink(path / name)
+    return removed
+
+
+@contextlib.contextmanager
+def run_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the run directory ``path`` (created if missing) while a run writes to it.
+
+    flock on the directory itself: nothing is written for it, and the kernel drops it when the process dies.
+    """
+    created = not os.path.lexists(path)
+    path.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunInUseError(f"{path} is in use by another mobilenets process; wait for it to finish, or give "
+                                "another -o directory") from None  # fmt: skip
+        yield
+    except BaseException:
+        if created:  # a run that failed before writing anything leaves no empty folder of ours behind
+            with contextlib.suppress(OSError):
+                path.rmdir()
+        raise
+    finally:
+        os.close(fd)
+
+
+class RunInUseError(ValueError):
+    """Another process is writing to the run directory."""

@@ -5,6 +5,7 @@ A task (``mobilenets.tasks``) owns the model, data, loss, metrics and pictures; 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import json
@@ -18,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..io import atomic_write_text, check_output, read_config, remove_ours
+from ..io import atomic_write_text, check_output, read_config
 from ..registry import get_entry
 from .checkpoint import (
     BEST_DIR,
@@ -27,9 +28,11 @@ from .checkpoint import (
     RUN_CONFIG,
     RunState,
     all_finite,
+    clear_run,
     is_run_dir,
     load_checkpoint,
     restore_rng,
+    run_lock,
     save_checkpoint,
 )
 from .dist import setup_distributed
@@ -215,25 +218,41 @@ def fit(task: Task, config: TrainConfig, *, resume: bool = False, overwrite: boo
             torch.set_num_threads(config.threads)
         if config.deterministic:
             torch.use_deterministic_algorithms(True)
-        return _fit(task, config, resume, overwrite)
+        with contextlib.ExitStack() as hold:  # the run directory's lock, released however the run ends
+            return _fit(task, config, resume, overwrite, hold)
     finally:  # process-wide settings go back as they were (train() may be one call of a longer program)
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic)
 
 
-def _fit(task: Task, config: TrainConfig, resume: bool, overwrite: bool) -> dict:
+def _fit(task: Task, config: TrainConfig, resume: bool, overwrite: bool, hold: contextlib.ExitStack) -> dict:
     started = time.time()
     out = Path(config.output)
     dist = setup_distributed(config.device)
     if config.accum_steps < 1:
         raise ValueError(f"accum_steps must be >= 1, got {config.accum_steps}")
+    if config.lr is not None and not (math.isfinite(config.lr) and config.lr > 0):
+        raise ValueError(f"--lr must be a positive number, got {config.lr}")
+
+    def check_fresh() -> str:
+        return check_output(out, overwrite=overwrite, ours=is_run_dir, what="a run",
+                            hint=f"continue it with --resume {out}, or pass --overwrite to start it over")  # fmt: skip
+
     if resume:
+        if not is_run_dir(out):
+            raise FileNotFoundError(f"{out} is not a run of ours (no run.json written by `mobilenets train`); "
+                                    "give the -o directory of an earlier run")  # fmt: skip
+        if dist.main:
+            hold.enter_context(run_lock(out))
         ckpt = load_checkpoint(out)
         _check_resume_change(ckpt.get("config") or {}, config)
     else:
-        # Every rank checks before rank 0 writes anything (the barrier), so all agree.
-        fresh = check_output(out, overwrite=overwrite, ours=is_run_dir, what="a run",
-                             hint=f"continue it with --resume {out}, or pass --overwrite to start it over")  # fmt: skip
+        # Every rank checks before rank 0 writes anything (the barrier), so all agree. Rank 0 then locks the
+        # directory and checks again: another process may have taken it in between.
+        fresh = check_fresh()
+        if dist.main:
+            hold.enter_context(run_lock(out))
+            fresh = check_fresh()
         dist.barrier()
     if config.init and not config.model:
         config = dataclasses.replace(config, model=read_config(config.init).get("name"))
@@ -282,7 +301,7 @@ def _fit(task: Task, config: TrainConfig, resume: bool, overwrite: bool) -> dict
         torch.manual_seed(config.seed + dist.rank)  # dropout differs per rank, data order does not
     if dist.main:
         if not resume and fresh == "ours":
-            remove_ours(out)  # asked for with overwrite; checked above, before any work
+            clear_run(out)  # asked for with overwrite; checked above, before any work: only what we wrote
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / RUN_CONFIG, json.dumps(run_record, indent=2) + "\n")
 
