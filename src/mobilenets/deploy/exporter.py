@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..io import atomic_write, check_output, default_mode
+from ..io import atomic_write, check_output, default_mode, temp_sibling
 from ..models.signature import outputs_as_list
 from .optimize import optimize
 from .runtimes import ort_runner, ov_runner, require
@@ -210,8 +209,7 @@ def export_openvino(
     model = end_to_end(model, nms)
     shape = input_shape_of(model, resolution, batch)
     inference, example, reference = _prepare(model, shape)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = temp_sibling(path, directory=True)  # swept by the next export if this process is killed
     try:
         onnx_path = tmp / "model.onnx"
         _write_onnx(inference, onnx_path, example, opset, names_of(model))
