@@ -351,6 +351,17 @@ def test_resume_with_augmentation_dropout_and_ema_is_exact(tmp_path, idx_dir):
         assert a[part].keys() == b[part].keys()
         assert all(torch.equal(a[part][k], b[part][k]) for k in a[part]), part
     assert any(not torch.equal(a["model"][k], a["ema"][k]) for k in a["model"])  # the EMA is not the weights
+    # The interrupted epoch's metrics.csv row counts all its steps, those before the interruption too.
+    rows = [_csv_rows(tmp_path / name / "metrics.csv") for name in ("straight", "resumed")]
+    for key in ("epoch", "step", "lr", "train_loss", "train_top1", "val_top1", "val_loss"):
+        assert [r[key] for r in rows[0]] == [r[key] for r in rows[1]], key
+
+
+def _csv_rows(path: Path) -> list[dict]:
+    import csv
+
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
 
 
 # --- NaN guards and the checkpoint write ----------------------------------------------------------------------

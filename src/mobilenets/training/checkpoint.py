@@ -45,6 +45,9 @@ class RunState:
     skipped: int = 0  # unreadable training samples skipped so far
     train_seconds: float = 0.0
     history: list[dict] = field(default_factory=list)
+    # The current epoch's sums so far (images seen, loss, task stats, seconds, skipped), saved with a mid-epoch
+    # checkpoint so that a resumed epoch's metrics.csv row counts the steps before the interruption too.
+    partial: dict = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict) -> RunState:

@@ -6,8 +6,10 @@ A task (``mobilenets.tasks``) owns the model, data, loss, metrics and pictures; 
 from __future__ import annotations
 
 import contextlib
+import csv
 import dataclasses
 import importlib
+import io
 import json
 import logging
 import math
@@ -321,6 +323,9 @@ def _fit(task: Task, config: TrainConfig, resume: bool, overwrite: bool, hold: c
     writer = _tensorboard(out) if dist.main and config.tensorboard else None
 
     def checkpoint():
+        # mid-epoch: the epoch's sums so far go with it (the loop's variables, read when this runs)
+        state.partial = ({"seen": seen, "loss_sum": loss_sum, "stats": dict(stat_sums), "skipped": skipped,
+                          "seconds": time.time() - t0} if state.step_in_epoch else {})  # fmt: skip
         if not all_finite(model):
             raise TrainingDiverged(
                 f"weights became non-finite at step {state.step}; {out / CHECKPOINT} keeps the "
@@ -341,8 +346,10 @@ def _fit(task: Task, config: TrainConfig, resume: bool, overwrite: bool, hold: c
         order = torch.randperm(task.train_size(), generator=torch.Generator().manual_seed(config.seed * 100003 + epoch))
         order = order[: steps_per_epoch * recipe.batch_size]
         net.train()
-        t0, seen, loss_sum, skipped = time.time(), 0, 0.0, 0
-        stat_sums: dict[str, float] = {}
+        partial = state.partial if state.step_in_epoch else {}  # a resumed epoch goes on from its sums
+        seen, loss_sum, skipped = partial.get("seen", 0), partial.get("loss_sum", 0.0), partial.get("skipped", 0)
+        stat_sums: dict[str, float] = dict(partial.get("stats", {}))
+        t0 = time.time() - partial.get("seconds", 0.0)
         bar = _progress(config.progress and dist.main, steps_per_epoch, state.step_in_epoch, epoch, recipe.epochs)
         batches = task.train_batches(
             order,
@@ -402,11 +409,11 @@ def _fit(task: Task, config: TrainConfig, resume: bool, overwrite: bool, hold: c
         if bar is not None:
             bar.close()
         epoch_seconds = time.time() - t0
-        state.train_seconds += epoch_seconds
-        state.skipped += int(dist.all_sum(skipped))
-        if stopped_early:
+        if stopped_early:  # the epoch's sums so far go in the checkpoint's ``partial``, counted when it ends
             checkpoint()
             break
+        state.train_seconds += epoch_seconds
+        state.skipped += int(dist.all_sum(skipped))
         total_seen = max(1, dist.all_sum(seen))
         row = {
             "epoch": epoch + 1,
@@ -455,8 +462,11 @@ def _fit(task: Task, config: TrainConfig, resume: bool, overwrite: bool, hold: c
 
 def _write_csv(path: Path, rows: list[dict]):
     keys = list(dict.fromkeys(k for row in rows for k in row))
-    lines = [",".join(keys)] + [",".join(_fmt(row.get(k, "")) for k in keys) for row in rows]
-    atomic_write_text(path, "\n".join(lines) + "\n")
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(keys)
+    writer.writerows([_fmt(row.get(k, "")) for k in keys] for row in rows)
+    atomic_write_text(path, text.getvalue())
 
 
 def _fmt(value) -> str:
