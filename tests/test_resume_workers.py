@@ -87,6 +87,7 @@ def test_seeded_batches_are_the_same_for_any_worker_count_start_and_shard():
     whole = batches(workers=0)
     assert torch.equal(torch.get_rng_state(), main_rng)  # the main process's RNG (dropout) is left alone
     assert torch.equal(whole.floor().long(), order)
+    assert len(set((whole - order).tolist())) == len(order)  # every sample has draws of its own
     assert torch.equal(batches(workers=2), whole)
     assert torch.equal(batches(workers=2, start=1), whole[3:])
     for rank in (0, 1):  # DDP: each rank's share of a batch, drawn as one process would
