@@ -165,3 +165,15 @@ def open_image(path: str | Path):
     with Image.open(path) as image:
         image.load()
         return image
+
+
+def read_image(path: str | Path, mode: str):
+    """The image at ``path`` as a uint8 C x H x W tensor in ``mode`` ("L" or "RGB"): the one reader of images.
+
+    ``predict`` (``open_image`` then ``to_model_mode``), image folders (``open_image`` then ``ToMode``),
+    COCO and VOC data read through it, so 16-bit and transparent images look the same in training,
+    evaluation and prediction. OSError or ValueError (see ``to_model_mode``) when it cannot be read.
+    """
+    from torchvision.transforms.v2.functional import pil_to_tensor
+
+    return pil_to_tensor(to_model_mode(open_image(path), mode))

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torchvision import tv_tensors
 
+from ..preprocessing import read_image
 from .datasets import DetectionDataset, Transform
 
 log = logging.getLogger(__name__)
@@ -223,13 +224,9 @@ class CocoDetection(DetectionDataset):
         return len(self.records)
 
     def sample(self, index: int):
-        from PIL import Image
-        from torchvision.transforms.v2.functional import pil_to_tensor
-
         record = self.records[index]
-        try:
-            with Image.open(record.path) as image:
-                image = image.convert("L" if self.in_chans == 1 else "RGB")
+        try:  # predict's reader: 16-bit scaled, transparency over white (PIL's convert clips and drops alpha)
+            image = read_image(record.path, "L" if self.in_chans == 1 else "RGB")
         except (OSError, ValueError) as err:  # e.g. truncated: the header read at load time was fine
             # Counted here in this process only (a DataLoader worker's count stays in the worker); always warned.
             self.skipped["unreadable_image"] += 1
@@ -237,7 +234,7 @@ class CocoDetection(DetectionDataset):
             return None
         size = (record.height, record.width)
         boxes = tv_tensors.BoundingBoxes(torch.from_numpy(record.boxes), format="XYXY", canvas_size=size)
-        return tv_tensors.Image(pil_to_tensor(image)), {"boxes": boxes, "labels": torch.from_numpy(record.labels)}
+        return tv_tensors.Image(image), {"boxes": boxes, "labels": torch.from_numpy(record.labels)}
 
 
 def load_coco(root: str | Path) -> tuple[dict[str, CocoSplit], list[str]]:

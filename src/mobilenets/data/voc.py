@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torchvision import tv_tensors
 
+from ..preprocessing import read_image
 from .datasets import SegmentationDataset, Transform
 from .transforms import IGNORE_INDEX
 
@@ -203,19 +204,17 @@ class VocSegmentation(SegmentationDataset):
 
     def sample(self, index: int):
         from PIL import Image
-        from torchvision.transforms.v2.functional import pil_to_tensor
 
         record = self.records[index]
-        try:
-            with Image.open(record.image) as image:
-                image = image.convert("L" if self.in_chans == 1 else "RGB")
+        try:  # predict's reader: 16-bit scaled, transparency over white (PIL's convert clips and drops alpha)
+            image = read_image(record.image, "L" if self.in_chans == 1 else "RGB")
             with Image.open(record.mask) as mask:
                 mask = np.array(mask)
         except (OSError, ValueError) as err:  # e.g. truncated: the header read at load time was fine
             self.skipped["unreadable_image"] += 1  # in this process only (see CocoDetection.sample)
             log.warning("skipping unreadable sample %s (%s: %s)", record.image, err.__class__.__name__, err)
             return None
-        return tv_tensors.Image(pil_to_tensor(image)), tv_tensors.Mask(torch.from_numpy(mask))
+        return tv_tensors.Image(image), tv_tensors.Mask(torch.from_numpy(mask))
 
 
 def load_voc(root: str | Path) -> tuple[dict[str, VocSplit], list[str]]:

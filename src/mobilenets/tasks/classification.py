@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.classification import BUILTIN, DataSpec, collate_skip, idx_batch, load_data
+from ..data.loader import seeded_loader
 from ..errors import UsageError
 from ..io import atomic_write, atomic_write_text, build_from_config, load_model, read_config, save_model
 from ..models.factory import create_model
@@ -314,22 +315,17 @@ def _batches(
     loader_seed: int = 0,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
     """Yield (x, y, skipped) for consecutive batches of ``order`` from batch ``start``; ``shard`` = (rank, world)."""
-    chunks = [order[i : i + batch_size] for i in range(start * batch_size, len(order), batch_size)]
-    if shard:
-        chunks = [c[shard[0] :: shard[1]] for c in chunks]
     if spec.kind == "idx":
+        chunks = [order[i : i + batch_size] for i in range(start * batch_size, len(order), batch_size)]
+        if shard:
+            chunks = [c[shard[0] :: shard[1]] for c in chunks]
         for idx in chunks:
             x = idx_batch(split.images[idx], spec.preprocessing, spec.augment if augment else None, aug_gen)
             yield x, split.targets[idx], 0
         return
-    loader = torch.utils.data.DataLoader(
-        split.dataset,
-        batch_sampler=[c.tolist() for c in chunks],
-        num_workers=workers,
-        collate_fn=collate_skip,
-        generator=torch.Generator().manual_seed(loader_seed),
-        persistent_workers=False,
-    )
+    # Image folders augment in the workers: each sample seeded by its position (see data/loader.py).
+    loader, _ = seeded_loader(split.dataset, order, batch_size, seed=loader_seed, start=start, shard=shard,
+                              workers=workers, collate=collate_skip)  # fmt: skip
     yield from loader
 
 

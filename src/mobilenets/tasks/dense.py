@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..data.loader import seeded_loader
 from ..io import load_model, read_config
 from ..preprocessing import Preprocessing
 from ..training.checkpoint import resolve_model_dir
@@ -77,14 +78,10 @@ class DenseTask(Task):
         return (images - mean[:, : images.shape[1]]) / std[:, : images.shape[1]]
 
     def batches(self, dataset, order, batch_size, *, workers, shard, start, loader_seed):
-        chunks = [order[i : i + batch_size] for i in range(start * batch_size, len(order), batch_size)]
-        if shard:
-            chunks = [c[shard[0] :: shard[1]] for c in chunks]
-        loader = torch.utils.data.DataLoader(dataset, batch_sampler=[c.tolist() for c in chunks],
-                                             num_workers=workers, collate_fn=self.data.collate,
-                                             generator=torch.Generator().manual_seed(loader_seed))  # fmt: skip
-        for (images, targets), chunk in zip(loader, chunks, strict=True):
-            yield self.normalize(images), targets, len(chunk) - len(images)
+        loader, sizes = seeded_loader(dataset, order, batch_size, seed=loader_seed, start=start, shard=shard,
+                                      workers=workers, collate=self.data.collate)  # fmt: skip
+        for (images, targets), size in zip(loader, sizes, strict=True):
+            yield self.normalize(images), targets, size - len(images)
 
     def train_batches(self, order, batch_size, *, generator, workers, shard, start, loader_seed):
         return self.batches(self.data.train, order, batch_size, workers=workers, shard=shard, start=start,

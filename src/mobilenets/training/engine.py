@@ -358,7 +358,7 @@ def _fit(task: Task, config: TrainConfig, resume: bool, overwrite: bool, hold: c
             workers=config.workers,
             shard=(dist.rank, dist.world),
             start=state.step_in_epoch,
-            loader_seed=config.seed * 7 + epoch * 1009 + state.step,
+            loader_seed=config.seed * 7 + epoch * 1009,  # not the step: a resumed epoch draws as the first start
         )
         for x, y, bad in batches:
             skipped += bad

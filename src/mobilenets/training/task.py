@@ -57,7 +57,12 @@ class Task(abc.ABC):
         start: int,
         loader_seed: int,
     ) -> Iterator[tuple[torch.Tensor, Any, int]]:
-        """Batches of ``order`` from batch ``start`` on, augmented with ``generator``; ``shard`` = (rank, world)."""
+        """Batches of ``order`` from batch ``start`` on, augmented with ``generator``; ``shard`` = (rank, world).
+
+        ``loader_seed`` depends on the run's seed and the epoch alone: augmentation drawn in DataLoader
+        workers must be seeded from it and each sample's position in ``order`` (``data.loader.seeded_loader``),
+        so that a resumed epoch and any worker count give the same batches.
+        """
 
     def targets_to(self, targets: Any, device: torch.device) -> Any:
         return targets.to(device)
