@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import gzip
 import json
@@ -541,3 +542,56 @@ def test_the_main_jobs_recipe_is_the_measured_one():
                                                                      augment={"hflip": True})  # fmt: skip
     makefile = (Path(__file__).parents[1] / "Makefile").read_text()
     assert "--recipe main" in makefile and "EPOCHS ?= 12" in makefile
+
+
+# --- issue 33: choices on a validation split carved from train, the test split once, for the final model ------
+
+
+def test_fashion_mnist_like_data_gets_a_validation_split_carved_from_train(tmp_path):
+    from mobilenets.data.classification import carved_size, load_data
+
+    idx = make_idx_dir(tmp_path / "idx", n_train=120, n_test=30)
+    plain = load_data(str(idx), resolution=32, in_chans=1)
+    assert plain.val.name == "test" and plain.test is None  # eval, quantize, NetAdapt: as before
+    spec = load_data(str(idx), resolution=32, in_chans=1, carve_val=True)
+    assert (len(spec.train), len(spec.val), len(spec.test)) == (110, carved_size(120), 30) == (110, 10, 30)
+    assert spec.val.name == "val" and spec.test.name == "test"
+    rows = {tuple(img.flatten().tolist()) for img in plain.train.images}
+    train_rows = [tuple(img.flatten().tolist()) for img in spec.train.images]
+    val_rows = [tuple(img.flatten().tolist()) for img in spec.val.images]
+    assert set(val_rows) <= rows and len(set(train_rows) | set(val_rows)) == len(train_rows) + len(val_rows)
+    assert torch.equal(spec.test.images, plain.val.images)
+    again = load_data(str(idx), resolution=32, in_chans=1, carve_val=True)
+    assert torch.equal(again.val.images, spec.val.images)  # the same carve every time, whatever the run's seed
+
+
+def test_a_run_reports_its_final_model_on_test_and_chooses_best_on_val(tmp_path, capsys):
+    from mobilenets.cli import main
+
+    idx = make_idx_dir(tmp_path / "idx", n_train=200, n_test=40)
+    run = tmp_path / "run"
+    argv = ["train", "-m", TINY, "-d", str(idx), "-b", "32", "-r", "32", "--stem-stride", "1", "--threads", "1",
+            "--epochs", "3", "--no-progress", "--no-tensorboard", "--workers", "0", "-o", str(run)]  # fmt: skip
+    assert main(argv) == 0
+    headline = capsys.readouterr().out.splitlines()[0]
+    report = json.loads((run / "report.json").read_text())
+    assert report["split"] == "test" and report["model_dir"] == "final" and report["val_split"] == "val"
+    assert report["val_images"] == 17 and f"final epoch's test top-1 {report['top1']:.2f}%" in headline
+    with open(run / "metrics.csv", newline="") as f:
+        val = [float(r["val_top1"]) for r in csv.DictReader(f)]
+    assert report["best_val_top1"] == pytest.approx(max(val), abs=1e-3) and val[report["best_epoch"] - 1] == max(val)
+    assert main(["eval", str(run / "final"), "--data", str(idx), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["top1"] == pytest.approx(report["top1"], abs=1e-3)
+
+
+def test_a_model_that_predicts_one_class_for_everything_is_warned_about(caplog):
+    from mobilenets.tasks.classification import warn_if_collapsed
+
+    labels = ["a", "b", "c"]
+    with caplog.at_level("WARNING"):
+        assert warn_if_collapsed([[0, 4, 0], [0, 3, 0], [0, 5, 0]], labels, "the final model on test")
+    assert "predicts 'b' for every one of its 12 images" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert not warn_if_collapsed([[3, 1, 0], [0, 3, 0], [0, 5, 0]], labels, "x")
+    assert caplog.text == ""

@@ -162,7 +162,8 @@ def cmd_train(args) -> int:
         return 0
     size = f"{summary['params']:,} params, {summary['madds'] / 1e6:.2f}M MAdds"
     if "top1" in summary:
-        figures = f"{summary['val_split']} top-1 {summary['top1']:.2f}%  top-5 {summary['top5']:.2f}%"
+        figures = (f"final epoch's {summary['split']} top-1 {summary['top1']:.2f}%  top-5 {summary['top5']:.2f}%  "
+                   f"(best/ is epoch {summary['best_epoch']}, chosen on {summary['val_split']})")  # fmt: skip
     elif "map" in summary:
         figures = f"val mAP@[.5:.95] {summary['map']:.3f}  mAP50 {summary['map50']:.3f}  mAP75 {summary['map75']:.3f}"
     else:

@@ -68,13 +68,19 @@ class Split:
 
 @dataclass
 class DataSpec:
-    """Both splits and the input contract the model is trained for."""
+    """The splits and the input contract the model is trained for.
+
+    ``val`` chooses (the best epoch, anything decided during training); ``test``, when the data has one
+    apart from ``val``, is looked at once, for the final model. Loaded with ``carve_val``, data without a
+    validation split (Fashion-MNIST, an ImageFolder with only test/) gets one carved from its training images.
+    """
 
     train: Split
     val: Split
     preprocessing: Preprocessing
     kind: str  # "idx" or "folder"
     augment: dict = field(default_factory=dict)
+    test: Split | None = None
 
     @property
     def labels(self) -> list[str]:
@@ -159,8 +165,32 @@ def load_idx_dir(directory: str | Path, *, verify: bool = True) -> dict[str, tup
     return splits
 
 
-def _idx_spec(directory: Path, resolution: int, in_chans: int, train_limit: int, val_limit: int) -> DataSpec:
+VAL_NAME = "val"
+
+
+def carved_size(n: int) -> int:
+    """How many of ``n`` training images a carved validation split takes: 1 in 12, at most 5,000 (Fashion-MNIST's
+    60,000 -> 55,000 train / 5,000 val, the usual split), at least 1."""
+    return max(1, min(5000, round(n / 12)))
+
+
+def carve_order(n: int, count: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(kept, carved) positions of ``n`` training samples: a fixed random ``count`` of them carved out, whatever
+    the run's --seed (runs of a seed study choose on one validation set), each part in its original order."""
+    if not 0 < count < n:
+        raise ValueError(f"cannot carve {count} of {n} training images for validation: the split is too small")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return order[count:].sort().values, order[:count].sort().values
+
+
+def _idx_spec(
+    directory: Path, resolution: int, in_chans: int, train_limit: int, val_limit: int, carve_val: bool = False
+) -> DataSpec:
     splits = load_idx_dir(directory)
+    if carve_val:  # before the limits: --train-limit and --val-limit cut the carved splits as they cut the others
+        images, targets = splits["train"]
+        kept, carved = carve_order(len(targets), carved_size(len(targets)))
+        splits = {**splits, "train": (images[kept], targets[kept]), VAL_NAME: (images[carved], targets[carved])}
     builtin = _is_builtin(directory)
     num_classes = int(splits["train"][1].max()) + 1
     labels = FASHION_MNIST_LABELS if builtin else [str(i) for i in range(num_classes)]
@@ -183,6 +213,9 @@ def _idx_spec(directory: Path, resolution: int, in_chans: int, train_limit: int,
             images, targets = images[:limit], targets[:limit]
         return Split(name, labels, targets, images=images.unsqueeze(1), source=str(directory))
 
+    if carve_val:
+        return DataSpec(make("train", train_limit), make(VAL_NAME, val_limit), pre, "idx",
+                        test=make("test", val_limit))  # fmt: skip
     return DataSpec(make("train", train_limit), make("test", val_limit), pre, "idx")
 
 
@@ -305,6 +338,7 @@ def _folder_spec(
     train_limit: int,
     val_limit: int,
     preprocessing: Preprocessing | None = None,
+    carve_val: bool = False,
 ) -> DataSpec:
     from PIL import ImageFile
     from torchvision.transforms import v2 as T
@@ -336,11 +370,28 @@ def _folder_spec(
     val = SafeImageFolder(val_dir, pre.transform())
     if val.classes != train.classes:
         raise ValueError(f"{val_dir} has classes {val.classes} but {root / 'train'} has {train.classes}")
-    splits = []
-    for name, ds, limit in (("train", train, train_limit), (val_dir.name, val, val_limit)):
-        targets = ds.targets[:limit] if limit else ds.targets
-        splits.append(Split(name, list(train.classes), targets, dataset=ds, source=str(root / name)))
-    return DataSpec(splits[0], splits[1], pre, "folder")
+    labels = list(train.classes)
+
+    def make(name, dataset, limit, positions=None, source=None):
+        if positions is not None:  # a carved part: the same files, through this part's transform
+            dataset = torch.utils.data.Subset(dataset, positions.tolist())
+            targets = train.targets[positions]
+        else:
+            targets = dataset.targets
+        return Split(name, labels, targets[:limit] if limit else targets, dataset=dataset, source=source)
+
+    if carve_val and val_dir.name == "test":  # only a test split: choose on images carved from train/
+        kept, carved = carve_order(len(train), carved_size(len(train)))
+        held = SafeImageFolder(root / "train", pre.transform())
+        return DataSpec(make("train", train, train_limit, kept, str(root / "train")),
+                        make(VAL_NAME, held, val_limit, carved, str(root / "train")), pre, "folder",
+                        test=make("test", val, val_limit, source=str(val_dir)))  # fmt: skip
+    test_dir = root / "test"
+    test = None
+    if carve_val and val_dir.name != "test" and test_dir.is_dir():  # val/ chooses, test/ gives the figure
+        test = make("test", SafeImageFolder(test_dir, pre.transform()), val_limit, source=str(test_dir))
+    return DataSpec(make("train", train, train_limit, source=str(root / "train")),
+                    make(val_dir.name, val, val_limit, source=str(val_dir)), pre, "folder", test=test)  # fmt: skip
 
 
 def load_data(
@@ -352,10 +403,13 @@ def load_data(
     val_limit: int = 0,
     min_size: int = 32,
     preprocessing: Preprocessing | None = None,
+    carve_val: bool = False,
 ) -> DataSpec:
     """``"fashion-mnist"`` (Debian's package), a directory of IDX files, or an ImageFolder root.
 
     ``preprocessing`` (a trained model's) fixes resolution, channels and normalization for evaluation.
+    ``carve_val`` (training): data with no validation split gets one carved from its training images (see
+    ``DataSpec``); without it ``val`` is the held-out split the data has (test/ for Fashion-MNIST).
     """
     if preprocessing is not None:
         resolution, in_chans = preprocessing.input_size[0], preprocessing.in_chans
@@ -379,9 +433,9 @@ def load_data(
             )
     if find_idx(path, IDX_FILES["train"][0]) is not None:
         resolution = resolution or max(28, min_size)
-        spec = _idx_spec(path, resolution, in_chans or 1, train_limit, val_limit)
+        spec = _idx_spec(path, resolution, in_chans or 1, train_limit, val_limit, carve_val)
     else:
-        spec = _folder_spec(path, resolution or 224, in_chans or 3, train_limit, val_limit, preprocessing)
+        spec = _folder_spec(path, resolution or 224, in_chans or 3, train_limit, val_limit, preprocessing, carve_val)
     if preprocessing is not None:
         spec.preprocessing = preprocessing
     return spec

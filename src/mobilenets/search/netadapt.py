@@ -647,7 +647,7 @@ def _finish(config, spec, seed, out, final, history, state, latency) -> dict:
     evaluation split (the test set: touched here, for the report, and never during the search)."""
     from ..io import is_model_dir
     from ..tasks.classification import evaluate_split
-    from ..training.checkpoint import BEST_DIR, is_run_dir
+    from ..training.checkpoint import FINAL_DIR, is_run_dir
     from ..training.engine import TrainConfig, train
 
     result = dict(history.get("finish") or {})
@@ -674,10 +674,10 @@ def _finish(config, spec, seed, out, final, history, state, latency) -> dict:
             seed=config.seed, workers=config.workers, progress=config.progress, tensorboard=False,
         )  # fmt: skip
         summary = train(train_config, resume=is_run_dir(run_dir))
-        result[name] = {"top1": summary["top1"], "split": summary.get("val_split"), "dir": f"{run_dir.name}/{BEST_DIR}",
+        result[name] = {"top1": summary["top1"], "split": summary.get("split"), "dir": f"{run_dir.name}/{FINAL_DIR}",
                         "epochs": summary.get("epochs"), "how": config.finish}  # fmt: skip
         _write_json(out / HISTORY_FILE, {**json.loads((out / HISTORY_FILE).read_text()), "finish": result})
-        log.info("finish %s (%s): top-1 %.2f%% on %s", name, config.finish, summary["top1"], summary.get("val_split"))
+        log.info("finish %s (%s): top-1 %.2f%% on %s", name, config.finish, summary["top1"], summary.get("split"))
     return result
 
 

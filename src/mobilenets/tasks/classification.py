@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.classification import BUILTIN, DataSpec, collate_skip, idx_batch, load_data
+from ..data.classification import BUILTIN, VAL_NAME, DataSpec, collate_skip, idx_batch, load_data
 from ..data.loader import seeded_loader
 from ..errors import UsageError
 from ..io import atomic_write, atomic_write_text, build_from_config, load_model, read_config, save_model
@@ -19,7 +19,7 @@ from ..models.factory import create_model
 from ..models.spec import min_input_size
 from ..progress import progress as with_bar
 from ..registry import get_entry, list_models
-from ..training.checkpoint import BEST_DIR, RUN_CONFIG
+from ..training.checkpoint import BEST_DIR, FINAL_DIR, RUN_CONFIG
 from ..training.engine import read_run_config
 from ..training.report import pyplot, write_curves, write_markdown
 from ..training.task import Task
@@ -46,6 +46,7 @@ class ClassificationTask(Task):
             train_limit=config.train_limit,
             val_limit=config.val_limit,
             min_size=min_input_size(options.get("stem_stride", 2)),
+            carve_val=True,  # choices are made on validation images; the test split is looked at once, at the end
         )
         self.spec.augment = dict(recipe.augment)
         self.smoothing = recipe.label_smoothing
@@ -77,7 +78,8 @@ class ClassificationTask(Task):
     def describe(self) -> str:
         spec = self.spec
         h, w = spec.preprocessing.input_size
-        line = (f"{spec.train.source}: {len(spec.train)} train / {len(spec.val)} {spec.val.name} images, "
+        test = f" / {len(spec.test)} {spec.test.name}" if spec.test is not None else ""
+        line = (f"{spec.train.source}: {len(spec.train)} train / {len(spec.val)} {spec.val.name}{test} images, "
                 f"{len(spec.labels)} classes, {h}x{w}")  # fmt: skip
         if self.teacher is not None:
             line += f", distilled from {self.teacher.name} (weight {self.distill[0]:g}, T {self.distill[1]:g})"
@@ -126,8 +128,10 @@ class ClassificationTask(Task):
         return loss, {"top1": 100.0 * (outputs.argmax(1) == labels).sum().item()}
 
     def evaluate(self, model, *, device, channels_last, bf16, workers, batch_size):
-        return evaluate_split(model, self.spec, self.spec.val, batch_size=batch_size, device=device,
-                              channels_last=channels_last, bf16=bf16, workers=workers)  # fmt: skip
+        metrics = evaluate_split(model, self.spec, self.spec.val, batch_size=batch_size, device=device,
+                                 channels_last=channels_last, bf16=bf16, workers=workers)  # fmt: skip
+        warn_if_collapsed(metrics["confusion"], self.spec.labels, f"the epoch's model on {self.spec.val.name}")
+        return metrics
 
     def save_model(self, model, directory, metadata):
         meta = {**metadata, "val_split": self.spec.val.name}
@@ -142,10 +146,16 @@ class ClassificationTask(Task):
         from ..complexity import profile
 
         spec = self.spec
-        model = load_model(best_dir)
-        metrics = evaluate_split(model, spec, spec.val, batch_size=256, channels_last=config.channels_last,
+        # The headline is the final epoch's model on the test split, looked at here once: no choice made on it.
+        # best/ was chosen on the validation split, whose figure is the best epoch's row of metrics.csv.
+        final_dir = out / FINAL_DIR
+        held = spec.test if spec.test is not None else spec.val
+        model = load_model(final_dir)
+        metrics = evaluate_split(model, spec, held, batch_size=256, channels_last=config.channels_last,
                                  bf16=config.bf16, workers=config.workers)  # fmt: skip
+        warn_if_collapsed(metrics["confusion"], spec.labels, f"the final model on {held.name}")
         prof = profile(model, "x".join(map(str, spec.preprocessing.input_size)))
+        best_row = state.history[state.best_epoch - 1] if 0 < state.best_epoch <= len(state.history) else {}
         summary = {
             "model": config.model,
             "task": self.name,
@@ -153,41 +163,63 @@ class ClassificationTask(Task):
             "recipe": recipe.name,
             "epochs": state.epoch,
             "steps": state.step,
-            "best_epoch": state.best_epoch,
-            "val_split": spec.val.name,
+            "split": held.name,  # top1/top5/loss: the final model (final/) on this split
+            "model_dir": FINAL_DIR,
             "top1": round(metrics["top1"], 3),
             "top5": round(metrics["top5"], 3),
             "loss": round(metrics["loss"], 5),
+            "val_split": spec.val.name,  # what chose best/ (carved from the training images when the data has none)
+            "val_images": len(spec.val),
+            "best_epoch": state.best_epoch,
+            "best_val_top1": round(best_row["val_top1"], 3) if "val_top1" in best_row else None,
             "params": prof.params,
             "madds": prof.madds,
             "resolution": list(spec.preprocessing.input_size),
             "train_seconds": round(state.train_seconds, 1),
             "wall_seconds_this_invocation": round(wall_seconds, 1),
             "skipped_train_images": state.skipped,
-            "skipped_val_images": metrics["skipped"],
+            f"skipped_{held.name}_images": metrics["skipped"],
             "labels": spec.labels,
             "confusion": metrics["confusion"],
         }
         atomic_write_text(out / "report.json", json.dumps(summary, indent=1) + "\n")
         pictures = [p for p in (write_curves(out, state.history, "top1", "top-1 (%)"),
                                 _confusion_png(out, metrics["confusion"], spec.labels)) if p]  # fmt: skip
+        best = (f"- best/: epoch {state.best_epoch}, chosen on {spec.val.name} ({len(spec.val):,} images"
+                + (", carved from the training split" if spec.val.name == VAL_NAME and spec.test is not None else "")
+                + (f"), {spec.val.name} top-1 {summary['best_val_top1']:.2f}%" if best_row else ")"))  # fmt: skip
         headline = [
             f"- recipe `{recipe.name}`, {state.epoch} epochs, {state.step} steps, batch {recipe.batch_size}, "
             f"input {spec.preprocessing.input_size[0]}x{spec.preprocessing.input_size[1]}",
-            f"- best epoch {state.best_epoch}: {spec.val.name} top-1 **{metrics['top1']:.2f}%**, top-5 "
+            f"- final model (final/, epoch {state.epoch}): {held.name} top-1 **{metrics['top1']:.2f}%**, top-5 "
             f"{metrics['top5']:.2f}%, loss {metrics['loss']:.4f}",
+            best,
             f"- {prof.params:,} params, {prof.madds / 1e6:.2f}M MAdds",
             f"- training time {state.train_seconds / 60:.1f} min; skipped unreadable images: {state.skipped} train, "
-            f"{metrics['skipped']} {spec.val.name}",
+            f"{metrics['skipped']} {held.name}",
         ]
         write_markdown(out, f"{config.model} on {config.data}", headline, state.history, pictures)
         log.info(
-            "best model: %s (epoch %d); %s top-1 %.2f%%, top-5 %.2f%%; %.1f min training (every invocation), "
-            "%.1f min wall time (this one); report: %s",
-            best_dir, state.best_epoch, spec.val.name, metrics["top1"], metrics["top5"], state.train_seconds / 60,
-            wall_seconds / 60, out / "report.md",
+            "final model: %s (epoch %d); %s top-1 %.2f%%, top-5 %.2f%%; best/ is epoch %d (chosen on %s); "
+            "%.1f min training (every invocation), %.1f min wall time (this one); report: %s",
+            final_dir, state.epoch, held.name, metrics["top1"], metrics["top5"], state.best_epoch, spec.val.name,
+            state.train_seconds / 60, wall_seconds / 60, out / "report.md",
         )  # fmt: skip
         return summary
+
+
+def warn_if_collapsed(confusion: list[list[int]], labels: list[str], what: str) -> bool:
+    """Warn when every prediction falls in one class (a model that learned nothing yet, or batch-norm statistics
+    that lag a short run's weights); returns whether it did."""
+    predicted = [sum(column) for column in zip(*confusion, strict=True)]
+    total = sum(predicted)
+    if len(labels) < 2 or total < 2 or max(predicted) < total:
+        return False
+    cls = predicted.index(total)
+    log.warning("%s predicts %r for every one of its %d images: it has not learned to tell the classes apart "
+                "yet (train longer; after very few steps the batch-norm statistics also lag the weights)",
+                what, labels[cls], total)  # fmt: skip
+    return True
 
 
 TASK = ClassificationTask
