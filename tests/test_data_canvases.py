@@ -450,6 +450,24 @@ def test_voc_skips_bad_masks_with_warnings_and_counts_them(tmp_path, caplog):
         load_segmentation_data(root)
 
 
+def test_voc_16bit_index_masks_are_named_as_such_not_as_colour(tmp_path, caplog):
+    root = tmp_path / "voc"
+    good = np.zeros((10, 12), np.uint8)
+    good[2:5, 3:6] = 1
+    write_pair(root, "good", good)
+    write_pair(root, "wide", None)
+    Image.fromarray(good.astype(np.uint16)).save(root / "SegmentationClass" / "wide.png")  # a 16-bit index PNG
+    assert Image.open(root / "SegmentationClass" / "wide.png").mode.startswith("I")
+    (root / "ImageSets" / "Segmentation").mkdir(parents=True)
+    (root / "ImageSets/Segmentation/train.txt").write_text("good\nwide\n")
+    (root / "ImageSets/Segmentation/val.txt").write_text("good\n")
+    with caplog.at_level(logging.WARNING, logger="mobilenets.data"):
+        data = load_segmentation_data(root, resolution=16, augment="none")
+    assert data.skipped["train"] == {"mask_16bit": 1}
+    warning = next(r.message for r in caplog.records if "wide.png" in r.message)
+    assert "16-bit" in warning and "8-bit index PNGs" in warning and "colour" not in warning
+
+
 def test_voc_split_folders_layout(tmp_path):
     root = tmp_path / "seg"
     for split in ("train", "val"):

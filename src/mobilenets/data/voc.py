@@ -6,7 +6,7 @@
 A mask pixel is its class index (0 = background), 255 = ignore (VOC's object borders). Class names
 come from ``ROOT/labels.txt`` (one a line, background first), else VOC's 21 for the VOC folder names,
 else the largest index seen. Skipped with one warning per kind and counted: missing or unreadable
-images and masks, masks that are not index images (RGB colour masks), masks whose size differs from
+images and masks, masks that are not index images (RGB colour masks, 16-bit masks), masks whose size differs from
 their image, masks with values beyond the class count.
 """
 
@@ -39,6 +39,9 @@ SKIP_REASONS = {
     "unreadable_mask": ("masks that cannot be read", "replace or remove the files"),
     "mask_not_indexed": ("masks that are not index images (mode L or P)",
                          "save each pixel's class index, not a colour"),
+    "mask_16bit": ("masks saved as 16-bit images (index masks, but not 8-bit)",
+                   "save them as 8-bit index PNGs (mode L or P; class indices 0-254, 255 = ignore), "
+                   "e.g. Image.fromarray(mask.astype('uint8'))"),
     "size_mismatch": ("masks whose size differs from their image's", "resize the mask with nearest neighbour"),
     "bad_mask_value": ("masks with values beyond the class count (255 = ignore)",
                        "fix the masks or list every class in labels.txt"),
@@ -133,6 +136,8 @@ def _read_mask(path: Path) -> np.ndarray | str:
         return "missing_mask"
     try:
         with Image.open(path) as mask:
+            if mask.mode.startswith("I"):  # I;16, I;16B, I: one channel of 16 or 32 bits, not a colour
+                return "mask_16bit"
             if mask.mode not in ("L", "P"):
                 return "mask_not_indexed"
             return np.asarray(mask)
