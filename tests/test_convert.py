@@ -465,3 +465,17 @@ def test_python_api(tmp_path):
         resolve("caffe", "x")
     with pytest.raises(ValueError, match="1000 labels|3 labels"):
         convert_checkpoint(src, "megvii", "shufflenet_v1_g3_050", labels=["a", "b", "c"])
+
+
+def test_imagenet_and_coco_labels_come_from_torchvision_public_weights_metadata(monkeypatch):
+    import sys
+
+    torchvision = pytest.importorskip("torchvision")
+    from mobilenets.convert import _labels, torchvision_categories
+
+    monkeypatch.setitem(sys.modules, "torchvision.models._meta", None)  # private: importing it must not be needed
+    imagenet = _labels("imagenet", 1000)
+    assert imagenet == torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1.meta["categories"]
+    assert imagenet[0] == "tench" and _labels("auto", 1000) == imagenet
+    coco = torchvision_categories("SSDLite320_MobileNet_V3_Large_Weights.COCO_V1")
+    assert len(coco) == 91 and coco[:2] == ["__background__", "person"]
