@@ -429,3 +429,11 @@ def test_a_job_saved_with_options_that_cannot_run_says_so_on_resume(tmp_path, se
     (out / "adapt.json").write_text(json.dumps({**config, "rounds": 5, "colour": 1}))
     assert main(["adapt", "--resume", str(out)]) == 2
     assert "unknown fields ['colour']" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("field, value", [("rounds", 0), ("round_seconds", -1.0), ("round_seconds", math.nan)])
+def test_a_latency_target_checks_its_timing(field, value):
+    from mobilenets.search.latency import Target
+
+    with pytest.raises(ValueError, match=f"--{field.replace('_', '-')} must be"):
+        Target(runtime="torch", **{field: value}).check()
