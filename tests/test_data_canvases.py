@@ -468,6 +468,22 @@ def test_voc_16bit_index_masks_are_named_as_such_not_as_colour(tmp_path, caplog)
     assert "16-bit" in warning and "8-bit index PNGs" in warning and "colour" not in warning
 
 
+@pytest.mark.parametrize("name", ["labels.txt", "ImageSets/Segmentation/train.txt"])
+def test_voc_text_files_that_are_not_utf8_are_named(tmp_path, capsys, name):
+    root = tmp_path / "voc"
+    write_pair(root, "good", np.zeros((10, 12), np.uint8))
+    (root / "ImageSets" / "Segmentation").mkdir(parents=True)
+    for split in ("train", "val"):
+        (root / f"ImageSets/Segmentation/{split}.txt").write_text("good\n")
+    (root / "labels.txt").write_text("background\nsquare\n")
+    (root / name).write_bytes((root / name).read_bytes() + "caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ValueError, match="is not UTF-8 text"):
+        load_segmentation_data(root)
+    assert main(["data", "info", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and f"{root / name} is not UTF-8 text" in err, err
+
+
 def test_voc_split_folders_layout(tmp_path):
     root = tmp_path / "seg"
     for split in ("train", "val"):

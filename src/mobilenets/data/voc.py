@@ -105,7 +105,7 @@ def voc_layout(root: str | Path) -> dict[str, tuple[Path, list[tuple[str, Path, 
             list_file = lists / f"{split}.txt"
             if not list_file.is_file():
                 raise FileNotFoundError(f"{lists} has no {split}.txt; {layout}")
-            ids = [line.strip() for line in list_file.read_text().splitlines() if line.strip()]
+            ids = _read_lines(list_file, "image ids")
             found[split] = (list_file, [(i, _find_image(image_dir, i), mask_dir / f"{i}.png") for i in ids])
         return found
     for split in SPLITS:
@@ -119,10 +119,19 @@ def voc_layout(root: str | Path) -> dict[str, tuple[Path, list[tuple[str, Path, 
     return found
 
 
+def _read_lines(path: Path, what: str) -> list[str]:
+    """The non-blank lines of a UTF-8 text file; one that is not UTF-8 is one line naming it."""
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not UTF-8 text (byte {err.start}); save it as UTF-8, {what} one a line") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
 def read_labels(root: Path, is_voc: bool) -> list[str] | None:
     path = root / "labels.txt"
     if path.is_file():
-        names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        names = _read_lines(path, "class names")
         if len(names) < 2:
             raise ValueError(f"{path} lists {len(names)} names; give one class name a line, background first")
         return names
