@@ -357,3 +357,80 @@ def test_corrupt_fashion_mnist_file_fails_its_md5(tmp_path, monkeypatch):
     other.symlink_to(package)  # the same package by another name is checked too
     with pytest.raises(ValueError, match="fails its MD5 check"):
         data_mod.load_idx_dir(other)
+
+
+# --- 11: a hand-edited config.json is refused where it is read, one line naming the file and field ---
+
+
+def _edit(config: dict, path: list, value) -> dict:
+    *parents, last = path
+    node = config
+    for key in parents:
+        node = node[key]
+    node[last] = value
+    return config
+
+
+@pytest.mark.parametrize(
+    "path, value, message",
+    [
+        (["options"], None, "options must be an object"),
+        (["options"], [1, 2], "options must be an object"),
+        (["format_version"], "1", "format_version must be a whole number"),
+        (["format_version"], 9, r"written by a newer mobilenets \(format 9\); this one reads up to format 1: upgrade"),
+        (["family"], 3, "family must be a family name"),
+        (["labels"], "abc", "labels must be a list"),
+        (["labels"], [1, 2, 3], r"labels\[0\] must be a string"),
+        (["options", "width_mult"], -1, "options: width_mult"),
+        (["options", "num_features"], -5, r"options: num_features must be a whole number in \[1, 16384\]"),
+        (["options", "num_features"], 10**9, "options: num_features"),  # can't allocate memory, before
+        (["options", "stem_chs"], 10**9, "options: stem_chs"),
+        (["options", "num_classes"], 10**10, "options: num_classes"),
+        (["options", "blocks"], [{"kind": "conv", "in_chs": 16, "out_chs": 10**8, "stage": 0}],
+         r"options: blocks\[0\].out_chs"),
+        (["options", "blocks"], [7], r"options: blocks\[0\] must be a block spec"),
+        (["preprocessing", "input_size"], [100000, 100000], "preprocessing: input_size must be at most 4096"),
+        (["preprocessing", "resize"], 10**6, "preprocessing: .*resize at most 8192"),
+    ],
+)  # fmt: skip
+def test_hand_edited_config_is_one_line_naming_file_and_field(tmp_path, capsys, path, value, message):
+    import re
+
+    model_dir = tmp_path / "m"
+    save_model(create_model(TINY, num_classes=3, in_chans=1), model_dir, preprocessing=RAW_L)
+    config_path = model_dir / "config.json"
+    config_path.write_text(json.dumps(_edit(json.loads(config_path.read_text()), path, value)))
+    with pytest.raises(ValueError, match=message):
+        mobilenets.load_model(model_dir)
+    assert main(["info", str(model_dir)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and re.search(message, err), err
+    assert str(config_path) in err and "not a model directory" not in err
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [(b"[1, 2]", "holds a JSON list, not a mobilenets config"), (b'{"family": "\xff", "options": {}}', "not UTF-8")],
+)  # fmt: skip
+def test_config_that_is_not_an_object_or_not_utf8_is_named(tmp_path, capsys, content, message):
+    model_dir = tmp_path / "m"
+    save_model(create_model(TINY, num_classes=3, in_chans=1), model_dir, preprocessing=RAW_L)
+    (model_dir / "config.json").write_bytes(content)
+    with pytest.raises(ValueError, match=message):
+        mobilenets.load_model(model_dir)
+    assert main(["info", str(model_dir)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and message in err and str(model_dir / "config.json") in err
+
+
+def test_size_limits_pass_every_registered_model_at_the_largest_width():
+    from mobilenets.models.factory import check_sizes
+    from mobilenets.registry import get_entry, list_models
+
+    for name in list_models():
+        with torch.device("meta"):
+            model = create_model(name)
+        check_sizes(model.config["options"])
+        check_sizes(get_entry(name).fixed)
+    with torch.device("meta"):  # 15360 channels: the widest of the families at MAX_WIDTH_MULT
+        mobilenets.shufflenet_v1(groups=8, scale=10.0)

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -75,3 +76,27 @@ def test_one_resolution_parser_for_every_command(capsys):
     assert "square --resolution" in err and len(err.strip().splitlines()) == len(bad)  # one line each
     assert main(["info", "mobilenet_v1_025", "-r", "160x128", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["resolution"] == [160, 128]
+
+
+def test_every_module_a_test_skips_without_is_in_the_dev_extra():
+    """`pip install -e .[dev]` runs every test: nothing is skipped for a missing package (e.g. torchmetrics)."""
+    import re
+    import tomllib
+
+    root = Path(__file__).parents[1]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+
+    def names(requirements: list[str]) -> set[str]:
+        found = set()
+        for req in requirements:
+            name = re.match(r"[A-Za-z0-9_.-]+", req).group(0).lower()
+            chosen = re.search(r"\[(.*)\]", req)
+            found |= (
+                names([r for e in chosen.group(1).split(",") for r in extras[e]]) if name == "mobilenets" else {name}
+            )
+        return found
+
+    installed = names(project["dependencies"]) | names(extras["dev"])
+    skipped = {m for f in (root / "tests").glob("*.py") for m in re.findall(r'importorskip\("([\w.]+)"', f.read_text())}
+    assert skipped and skipped - installed == set()

@@ -401,9 +401,11 @@ def test_pickle_payload_is_refused_not_executed(tmp_path, capsys):
     marker = tmp_path / "pwned"
     state = torchvision.models.mobilenet_v3_small().state_dict()
     torch.save({"state_dict": state, "extra": _Payload(marker)}, tmp_path / "evil.pth")
-    _fails(
+    err = _fails(
         tmp_path, capsys, [tmp_path / "evil.pth", "--from", "torchvision", "--model", "mobilenet_v3_small"], "refusing"
     )
+    assert "False" not in err and "safe_globals" not in err and "\x1b" not in err  # never torch's advice
+    assert "it refers to getattr, which is not a tensor" in err  # what the payload calls
     assert not marker.exists()
 
 
@@ -463,3 +465,17 @@ def test_python_api(tmp_path):
         resolve("caffe", "x")
     with pytest.raises(ValueError, match="1000 labels|3 labels"):
         convert_checkpoint(src, "megvii", "shufflenet_v1_g3_050", labels=["a", "b", "c"])
+
+
+def test_imagenet_and_coco_labels_come_from_torchvision_public_weights_metadata(monkeypatch):
+    import sys
+
+    torchvision = pytest.importorskip("torchvision")
+    from mobilenets.convert import _labels, torchvision_categories
+
+    monkeypatch.setitem(sys.modules, "torchvision.models._meta", None)  # private: importing it must not be needed
+    imagenet = _labels("imagenet", 1000)
+    assert imagenet == torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1.meta["categories"]
+    assert imagenet[0] == "tench" and _labels("auto", 1000) == imagenet
+    coco = torchvision_categories("SSDLite320_MobileNet_V3_Large_Weights.COCO_V1")
+    assert len(coco) == 91 and coco[:2] == ["__background__", "person"]

@@ -355,6 +355,54 @@ def test_coco_empty_split_is_an_error_naming_it(tmp_path):
     assert main(["data", "info", str(tmp_path / "nowhere")]) == 2
 
 
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda d: d["images"].append("b.png"), r"images\[1\] is a string, expected an object with id, file_name"),
+        (lambda d: d["images"].append({"file_name": "b.png"}), r"images\[1\] has no 'id'"),
+        (lambda d: d["images"][0].update(width=-4), r"images\[0\].width is a number \(-4\), expected a whole"),
+        (lambda d: d["annotations"].append(5), r"annotations\[1\] is a number, expected an object with image_id"),
+        (lambda d: d["annotations"][0].update(image_id=[1]), r"annotations\[0\].image_id is a list"),
+        (lambda d: d["annotations"][0].update(category_id=[90]), r"annotations\[0\].category_id is a list"),
+        (lambda d: d["categories"].append("owl"), r"categories\[3\] is a string"),
+        (lambda d: d["categories"][0].update(id="3"), r"categories\[0\].id is a string"),
+    ],
+)
+def test_malformed_coco_json_is_one_line_naming_file_and_entry(tmp_path, capsys, edit, message):
+    import re
+
+    root = tmp_path / "coco"
+    png(root / "train" / "a.png")
+    good_val(root)
+    doc = {"images": [{"id": 1, "file_name": "a.png"}], "categories": None,
+           "annotations": [{"id": 1, "image_id": 1, "category_id": 90, "bbox": [1, 1, 5, 5]}]}  # fmt: skip
+    write_coco(root, "train", doc["images"], doc["annotations"])
+    path = root / "annotations" / "instances_train.json"
+    doc = json.loads(path.read_text())
+    edit(doc)
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match=message):
+        load_detection_data(root)
+    assert main(["data", "info", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and re.search(message, err) and str(path) in err, err
+
+
+def test_coco_json_that_is_not_utf8_is_named(tmp_path, capsys):
+    root = tmp_path / "coco"
+    good_val(root)
+    png(root / "train" / "a.png")
+    write_coco(root, "train", [{"id": 1, "file_name": "a.png"}],
+               [{"id": 1, "image_id": 1, "category_id": 90, "bbox": [1, 1, 5, 5]}])  # fmt: skip
+    path = root / "annotations" / "instances_train.json"
+    path.write_bytes(path.read_bytes().replace(b'"fox"', b'"f\xf6x"'))  # Latin-1, not UTF-8
+    assert main(["data", "info", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and f"{path} is not UTF-8 JSON" in err, err
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes().replace(b'"f\xf6x"', b'"fox"'))  # a BOM is fine
+    assert load_detection_data(root).labels == ["background", "cat", "dog", "fox"]
+
+
 # --- a user's VOC data ----------------------------------------------------------------------
 
 
@@ -400,6 +448,40 @@ def test_voc_skips_bad_masks_with_warnings_and_counts_them(tmp_path, caplog):
     (root / "ImageSets/Segmentation/val.txt").write_text("nomask\n")
     with pytest.raises(ValueError, match="the val split has no usable image and mask pairs .*missing_mask"):
         load_segmentation_data(root)
+
+
+def test_voc_16bit_index_masks_are_named_as_such_not_as_colour(tmp_path, caplog):
+    root = tmp_path / "voc"
+    good = np.zeros((10, 12), np.uint8)
+    good[2:5, 3:6] = 1
+    write_pair(root, "good", good)
+    write_pair(root, "wide", None)
+    Image.fromarray(good.astype(np.uint16)).save(root / "SegmentationClass" / "wide.png")  # a 16-bit index PNG
+    assert Image.open(root / "SegmentationClass" / "wide.png").mode.startswith("I")
+    (root / "ImageSets" / "Segmentation").mkdir(parents=True)
+    (root / "ImageSets/Segmentation/train.txt").write_text("good\nwide\n")
+    (root / "ImageSets/Segmentation/val.txt").write_text("good\n")
+    with caplog.at_level(logging.WARNING, logger="mobilenets.data"):
+        data = load_segmentation_data(root, resolution=16, augment="none")
+    assert data.skipped["train"] == {"mask_16bit": 1}
+    warning = next(r.message for r in caplog.records if "wide.png" in r.message)
+    assert "16-bit" in warning and "8-bit index PNGs" in warning and "colour" not in warning
+
+
+@pytest.mark.parametrize("name", ["labels.txt", "ImageSets/Segmentation/train.txt"])
+def test_voc_text_files_that_are_not_utf8_are_named(tmp_path, capsys, name):
+    root = tmp_path / "voc"
+    write_pair(root, "good", np.zeros((10, 12), np.uint8))
+    (root / "ImageSets" / "Segmentation").mkdir(parents=True)
+    for split in ("train", "val"):
+        (root / f"ImageSets/Segmentation/{split}.txt").write_text("good\n")
+    (root / "labels.txt").write_text("background\nsquare\n")
+    (root / name).write_bytes((root / name).read_bytes() + "caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ValueError, match="is not UTF-8 text"):
+        load_segmentation_data(root)
+    assert main(["data", "info", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and f"{root / name} is not UTF-8 text" in err, err
 
 
 def test_voc_split_folders_layout(tmp_path):

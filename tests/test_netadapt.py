@@ -389,3 +389,65 @@ def test_adapt_refuses_a_table_path_holding_a_file_of_the_users(tmp_path, seed_d
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "is not a latency table written by mobilenets" in err, err
     assert mine.read_text() == content and not out.exists()
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--batch-size", "0", "--batch-size must be a whole number >= 1, got 0"),
+        ("--round-seconds", "-1", "--round-seconds must be a positive finite number, got -1.0"),
+        ("--round-seconds", "inf", "--round-seconds must be a positive finite number"),
+        ("--lr", "nan", "--lr must be a positive finite number, got nan"),
+        ("--lr", "0", "--lr must be a positive finite number"),
+        ("--rounds", "0", "--rounds must be a whole number >= 1, got 0"),
+        ("--steps", "0", "--steps must be"),
+        ("--holdout", "-3", "--holdout must be"),
+        ("--workers", "-1", "--workers must be"),
+        ("--finish-epochs", "0", "--finish-epochs must be"),
+        ("--resolution", "0", "--resolution must be a whole number between 1 and 4096, got 0"),
+        ("--resolution", "100000", "--resolution must be a whole number between 1 and 4096"),
+        ("--resolution", "8", "--resolution 8 is too small for mobilenet_v3_small_100: .* at least 16x16"),
+    ],
+)
+def test_adapt_options_are_checked_before_anything_is_written(tmp_path, seed_dir, capsys, option, value, message):
+    import re
+
+    from mobilenets.search.netadapt import AdaptConfig
+
+    seed, idx = seed_dir
+    out = tmp_path / "adapt"
+    argv = ["adapt", str(seed), "--data", str(idx), "-o", str(out), "--runtime", _runtime(), option, value]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and re.search(message, err), err
+    assert not out.exists()  # nothing half-made: the same -o works once the option is fixed
+    if option != "--resolution" or value != "8":  # that one needs the model: checked when it is loaded
+        field = option[2:].replace("-", "_")
+        given = {field: float(value) if field in ("lr", "round_seconds") else int(value)}
+        with pytest.raises(ValueError, match=message):
+            AdaptConfig(model=str(seed), output=str(out), **given).check()
+
+
+def test_a_job_saved_with_options_that_cannot_run_says_so_on_resume(tmp_path, seed_dir, capsys):
+    from mobilenets.search.netadapt import AdaptConfig
+
+    seed, _ = seed_dir
+    out = tmp_path / "adapt"
+    out.mkdir()  # what an older version left behind after `--rounds 0` crashed
+    config = {**vars(AdaptConfig(model=str(seed), output=str(out))), "rounds": 0}
+    (out / "adapt.json").write_text(json.dumps(config))
+    assert main(["adapt", "--resume", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert f"{out / 'adapt.json'}: --rounds must be a whole number >= 1, got 0; this job cannot resume" in err
+    (out / "adapt.json").write_text(json.dumps({**config, "rounds": 5, "colour": 1}))
+    assert main(["adapt", "--resume", str(out)]) == 2
+    assert "unknown fields ['colour']" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("field, value", [("rounds", 0), ("round_seconds", -1.0), ("round_seconds", math.nan)])
+def test_a_latency_target_checks_its_timing(field, value):
+    from mobilenets.search.latency import Target
+
+    with pytest.raises(ValueError, match=f"--{field.replace('_', '-')} must be"):
+        Target(runtime="torch", **{field: value}).check()

@@ -78,10 +78,14 @@ def check_output(
 
 
 def is_model_dir(path: str | os.PathLike) -> bool:
-    """``path`` holds a config.json written by mobilenets and a model.safetensors."""
+    """``path`` holds a config.json written by mobilenets and a model.safetensors.
+
+    One written by a newer mobilenets, or hand-edited into something invalid, is still one:
+    ``load_model`` says what is wrong with it (not "not a model directory").
+    """
     path = resolve_pretrained(path)
     try:
-        read_config(path)
+        _read_config_document(path / CONFIG_FILE)
     except (OSError, ValueError):
         return False
     return (path / WEIGHTS_FILE).is_file()
@@ -324,6 +328,7 @@ def save_model(
 
 
 def read_config(directory: str | os.PathLike) -> dict:
+    """A model directory's config.json, checked field by field: a bad field is one line naming the file and it."""
     directory = resolve_pretrained(directory)
     if not directory.is_dir():
         raise FileNotFoundError(
@@ -335,17 +340,60 @@ def read_config(directory: str | os.PathLike) -> dict:
             f"{directory} is not a model directory: it has no {CONFIG_FILE} "
             "(create one with `mobilenets convert`, `mobilenets train` or mobilenets.save_model)"
         )
+    config = _read_config_document(config_path)
+    _check_config(config, config_path)
+    return config
+
+
+def _read_config_document(config_path: Path) -> dict:
+    """The JSON object of a config.json with the two fields that mark it as mobilenets' (nothing else checked)."""
     try:
-        config = json.loads(config_path.read_text())
+        config = json.loads(config_path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError(f"{config_path} is not UTF-8 JSON; a config.json is UTF-8 text "
+                         "(restore it, or re-save the model)") from None  # fmt: skip
     except json.JSONDecodeError as err:
         raise ValueError(f"{config_path} is not valid JSON: {err}") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{config_path} holds a JSON {_json_type(config)}, not a mobilenets config object")
     for key in ("family", "options"):
         if key not in config:
             raise ValueError(f"{config_path} has no {key!r} field; it was not written by mobilenets")
-    if config.get("format_version", 0) > FORMAT_VERSION:
-        raise ValueError(f"{config_path} has format_version {config['format_version']}; "
-                         f"this mobilenets reads up to {FORMAT_VERSION}: upgrade mobilenets")  # fmt: skip
     return config
+
+
+def _json_type(value) -> str:
+    names = {dict: "object", list: "list", str: "string", bool: "boolean", int: "number", float: "number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def _check_config(config: dict, config_path: Path) -> None:
+    """The fields load_model uses, each of the JSON type it needs (a hand edit fails here, not in a builder)."""
+    version = config.get("format_version", 0)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        raise ValueError(f"{config_path}: format_version must be a whole number like {FORMAT_VERSION}, "
+                         f"got {version!r}; restore it (the version of mobilenets that wrote the file)")  # fmt: skip
+    if version > FORMAT_VERSION:
+        raise ValueError(f"{config_path} was written by a newer mobilenets (format {version}); this one reads "
+                         f"up to format {FORMAT_VERSION}: upgrade mobilenets")  # fmt: skip
+    expected = {"family": (str, "a family name such as 'mobilenet_v3'"),
+                "options": (dict, "an object of the builder's options ({} for its defaults)"),
+                "name": ((str, type(None)), "a model name or null"),
+                "labels": ((list, type(None)), "a list of class names or null"),
+                "preprocessing": ((dict, type(None)), "an object of preprocessing fields or null"),
+                "metadata": ((dict, type(None)), "an object or null")}  # fmt: skip
+    for key, (types, what) in expected.items():
+        if key in config and not isinstance(config[key], types):
+            raise ValueError(f"{config_path}: {key} must be {what}, got a JSON {_json_type(config[key])}")
+    labels = config.get("labels") or []
+    bad = next((i for i, label in enumerate(labels) if not isinstance(label, str)), None)
+    if bad is not None:
+        raise ValueError(f"{config_path}: labels[{bad}] must be a string, got {labels[bad]!r}")
+    if config.get("preprocessing") is not None:
+        try:
+            Preprocessing.from_dict(config["preprocessing"])
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"{config_path}: preprocessing: {err}") from None
 
 
 def build_from_config(config: dict) -> nn.Module:
@@ -372,7 +420,10 @@ def load_model(directory: str | os.PathLike, *, device: str | torch.device = "cp
         state_dict = load_file(str(weights), device=str(device))
     except (SafetensorError, OSError) as err:
         raise ValueError(f"{weights} is not a readable safetensors file ({err}); it may be truncated") from None
-    model = build_from_config(config)
+    try:
+        model = build_from_config(config)
+    except ValueError as err:  # an option out of range (names it): say which file holds it
+        raise ValueError(f"{directory / CONFIG_FILE}: options: {err}") from None
     from .models.net import Network, upgrade_state_dict
 
     if isinstance(model, Network):  # old classifier directories; a task model's ``head`` is its own

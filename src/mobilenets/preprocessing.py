@@ -9,6 +9,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 INCEPTION_MEAN = (0.5, 0.5, 0.5)  # TF/Keras weights: RGB in [-1, 1]
 INCEPTION_STD = (0.5, 0.5, 0.5)
+MAX_INPUT_SIDE = 4096  # Cityscapes' 1024x2048 fits; a larger side is a typo that would allocate gigabytes
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,9 @@ class Preprocessing:
         if len(self.input_size) != 2 or min(self.input_size) < 1 or self.resize < 0:
             raise ValueError(f"input_size must be two sizes >= 1 (H, W) and resize >= 0, got {self.input_size} "
                              f"and {self.resize}")  # fmt: skip
+        if max(self.input_size) > MAX_INPUT_SIDE or self.resize > 2 * MAX_INPUT_SIDE:
+            raise ValueError(f"input_size must be at most {MAX_INPUT_SIDE} per side and resize at most "
+                             f"{2 * MAX_INPUT_SIDE}, got {list(self.input_size)} and {self.resize}")  # fmt: skip
         if any(float(v) == 0 for v in self.std):
             raise ValueError(f"std must not be 0, got {self.std}")
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))

@@ -76,7 +76,7 @@ def _info_model(args):
     """A registered name, or a model directory (an adapted or fine-tuned one: its own widths and input)."""
     from pathlib import Path
 
-    from ..io import is_model_dir, load_model
+    from ..io import is_model_dir, load_model, read_config
 
     if is_model_dir(args.name):
         if args.num_classes is not None:
@@ -85,6 +85,8 @@ def _info_model(args):
         pre = model.preprocessing
         return model, args.resolution or ("x".join(map(str, pre.input_size)) if pre else "224")
     if Path(args.name).is_dir():
+        if (Path(args.name) / "config.json").is_file():
+            read_config(args.name)  # says what is wrong with its config.json
         raise ValueError(f"{args.name} is a directory but not a model directory (config.json + model.safetensors)")
     # The input each task's papers count at: ImageNet 224, SSDLite 320 (P-V2/P-V3 Table 6).
     default = {"detection": "320"}.get(get_entry(args.name).task, "224")

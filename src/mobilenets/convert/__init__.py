@@ -57,6 +57,15 @@ def resolve(source: str, model: str) -> Target:
     raise ValueError(f"{source} model {model!r} is not supported; valid: {', '.join(source_models(source))}")
 
 
+def torchvision_categories(weights: str) -> list[str]:
+    """Class names from torchvision's public weights metadata (``Weights.meta["categories"]``): ImageNet-1k's
+    1000 in synset order for any ImageNet weights, COCO's 91 (background and the unused ids as "N/A") for
+    the detectors. Nothing is downloaded."""
+    from torchvision.models import get_weight
+
+    return list(get_weight(weights).meta["categories"])
+
+
 def _labels(labels: list[str] | str | None, num_classes: int) -> list[str] | None:
     if labels is None or labels == "none":
         return None
@@ -65,9 +74,7 @@ def _labels(labels: list[str] | str | None, num_classes: int) -> list[str] | Non
         if labels is None:
             return None
     if labels == "imagenet":
-        from torchvision.models._meta import _IMAGENET_CATEGORIES
-
-        labels = list(_IMAGENET_CATEGORIES)
+        labels = torchvision_categories("MobileNet_V3_Large_Weights.IMAGENET1K_V1")
     elif isinstance(labels, str | os.PathLike):
         path = Path(labels)
         if not path.is_file():
@@ -123,9 +130,7 @@ def convert_checkpoint(
     apply_plan(net, tensors, steps, where=str(path), what=f"{source} {target.source_name or model} checkpoint")
     net.preprocessing = target.preprocessing
     if labels == "auto" and target.family == "ssdlite" and classes == 91:  # COCO's 90 ids + background
-        from torchvision.models._meta import _COCO_CATEGORIES
-
-        labels = list(_COCO_CATEGORIES)
+        labels = torchvision_categories("SSDLite320_MobileNet_V3_Large_Weights.COCO_V1")
     net.labels = _labels(labels, classes)
     net.metadata = {"converted_from": {"source": source, "model": target.source_name or model, "file": path.name,
                                        "dropped_background_class": drop_background}}  # fmt: skip

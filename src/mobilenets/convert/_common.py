@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import unpickling_detail
 from ..preprocessing import IMAGENET_MEAN, IMAGENET_STD, INCEPTION_MEAN, INCEPTION_STD, Preprocessing
 
 log = logging.getLogger(__name__)
@@ -88,10 +89,9 @@ def read_torch_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         try:
             data = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ValueError(
-                f"refusing to load {path}: it holds pickled objects other than tensors ({first}); only plain "
-                "state dicts are read (torch.load weights_only=True). Re-save it with "
+                f"refusing to load {path}: it holds pickled objects other than tensors ({unpickling_detail(err)}); "
+                "only plain state dicts are read (torch.load weights_only=True). Re-save it with "
                 "torch.save(model.state_dict(), path) from code you trust"
             ) from None
         except Exception as err:  # torch.load raises RuntimeError, EOFError, even KeyError on foreign bytes

@@ -7,6 +7,8 @@ used is skipped with one warning per kind and counted in ``skipped``: missing or
 images whose size is not the JSON's, boxes of zero area or wholly outside their image, unknown
 category or image ids, crowd regions (ignored for training as torchvision's references do) and
 malformed annotations. Boxes partly outside their image are clipped to it (counted in ``clipped``).
+A file of the wrong structure (not UTF-8, an entry that is not an object, an id that is not a whole
+number) is refused in one line naming the file and the entry.
 """
 
 from __future__ import annotations
@@ -86,8 +88,16 @@ def coco_layout(root: str | Path) -> dict[str, tuple[Path, Path]]:
 
 
 def read_instances(path: Path) -> dict:
+    """A COCO instances file, its structure checked: a wrong JSON type is one line naming the file and entry.
+
+    Entries of the right shape but unusable (a missing image, a bad bbox, an unknown id) are left to
+    ``read_split``, which skips and counts them.
+    """
     try:
-        doc = json.loads(Path(path).read_text())
+        doc = json.loads(Path(path).read_bytes().decode("utf-8-sig"))
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not UTF-8 JSON (byte {err.start} is not UTF-8); save the COCO instances "
+                         "file as UTF-8") from None  # fmt: skip
     except json.JSONDecodeError as err:
         raise ValueError(f"{path} is not valid JSON ({err}); a COCO instances file is one JSON object") from None
     if not isinstance(doc, dict):
@@ -96,7 +106,53 @@ def read_instances(path: Path) -> dict:
         if not isinstance(doc.get(key), list):
             raise ValueError(f"{path} has no {key!r} list; a COCO instances file holds images, annotations "
                              "and categories")  # fmt: skip
+    _check_entries(path, doc["images"], "images", "an object with id, file_name (width, height)",
+                   {"id": _is_int, "file_name": _is_str}, {"width": _is_size, "height": _is_size})  # fmt: skip
+    _check_entries(path, doc["annotations"], "annotations", "an object with image_id, category_id, bbox",
+                   {"image_id": _is_int, "category_id": _is_int}, {"iscrowd": _is_int_or_bool})  # fmt: skip
+    _check_entries(path, doc["categories"], "categories", "an object with id, name",
+                   {"id": _is_int}, {"name": _is_str})  # fmt: skip
     return doc
+
+
+_KINDS = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+_WANTS = {"_is_int": "a whole number", "_is_str": "a string", "_is_size": "a whole number >= 1",
+          "_is_int_or_bool": "0 or 1"}  # fmt: skip
+
+
+def _kind(value) -> str:
+    return "null" if value is None else _KINDS.get(type(value), type(value).__name__)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_str(value) -> bool:
+    return isinstance(value, str)
+
+
+def _is_size(value) -> bool:
+    return _is_int(value) and value >= 1
+
+
+def _is_int_or_bool(value) -> bool:
+    return isinstance(value, int)
+
+
+def _check_entries(path: Path, entries: list, key: str, shape: str, required: dict, optional: dict) -> None:
+    """Every entry an object whose ``required`` fields exist and ``optional`` ones (when present) pass their check."""
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise ValueError(f"{path}: {key}[{i}] is {_kind(entry)}, expected {shape}")
+        for field, fits in (*required.items(), *optional.items()):
+            if field not in entry:
+                if field in required:
+                    raise ValueError(f"{path}: {key}[{i}] has no {field!r}; expected {shape}")
+                continue
+            if not fits(entry[field]):
+                raise ValueError(f"{path}: {key}[{i}].{field} is {_kind(entry[field])} ({entry[field]!r:.40}), "
+                                 f"expected {_WANTS[fits.__name__]}")  # fmt: skip
 
 
 def categories(doc: dict, path: Path) -> list[tuple[int, str]]:
@@ -141,10 +197,7 @@ def read_split(split: str, json_path: Path, image_dir: Path, label_of: dict[int,
 
     images: dict[int, dict] = {}
     for entry in doc["images"]:
-        image_id, name = entry.get("id"), entry.get("file_name")
-        if not isinstance(image_id, int) or not isinstance(name, str):
-            skip("malformed", f"image entry {entry!r:.80}")
-            continue
+        image_id, name = entry["id"], entry["file_name"]  # their types checked by read_instances
         if image_id in images:
             skip("duplicate_image", f"id {image_id}")
             continue

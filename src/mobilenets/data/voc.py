@@ -6,7 +6,7 @@
 A mask pixel is its class index (0 = background), 255 = ignore (VOC's object borders). Class names
 come from ``ROOT/labels.txt`` (one a line, background first), else VOC's 21 for the VOC folder names,
 else the largest index seen. Skipped with one warning per kind and counted: missing or unreadable
-images and masks, masks that are not index images (RGB colour masks), masks whose size differs from
+images and masks, masks that are not index images (RGB colour masks, 16-bit masks), masks whose size differs from
 their image, masks with values beyond the class count.
 """
 
@@ -40,6 +40,9 @@ SKIP_REASONS = {
     "unreadable_mask": ("masks that cannot be read", "replace or remove the files"),
     "mask_not_indexed": ("masks that are not index images (mode L or P)",
                          "save each pixel's class index, not a colour"),
+    "mask_16bit": ("masks saved as 16-bit images (index masks, but not 8-bit)",
+                   "save them as 8-bit index PNGs (mode L or P; class indices 0-254, 255 = ignore), "
+                   "e.g. Image.fromarray(mask.astype('uint8'))"),
     "size_mismatch": ("masks whose size differs from their image's", "resize the mask with nearest neighbour"),
     "bad_mask_value": ("masks with values beyond the class count (255 = ignore)",
                        "fix the masks or list every class in labels.txt"),
@@ -103,7 +106,7 @@ def voc_layout(root: str | Path) -> dict[str, tuple[Path, list[tuple[str, Path, 
             list_file = lists / f"{split}.txt"
             if not list_file.is_file():
                 raise FileNotFoundError(f"{lists} has no {split}.txt; {layout}")
-            ids = [line.strip() for line in list_file.read_text().splitlines() if line.strip()]
+            ids = _read_lines(list_file, "image ids")
             found[split] = (list_file, [(i, _find_image(image_dir, i), mask_dir / f"{i}.png") for i in ids])
         return found
     for split in SPLITS:
@@ -117,10 +120,19 @@ def voc_layout(root: str | Path) -> dict[str, tuple[Path, list[tuple[str, Path, 
     return found
 
 
+def _read_lines(path: Path, what: str) -> list[str]:
+    """The non-blank lines of a UTF-8 text file; one that is not UTF-8 is one line naming it."""
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not UTF-8 text (byte {err.start}); save it as UTF-8, {what} one a line") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
 def read_labels(root: Path, is_voc: bool) -> list[str] | None:
     path = root / "labels.txt"
     if path.is_file():
-        names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        names = _read_lines(path, "class names")
         if len(names) < 2:
             raise ValueError(f"{path} lists {len(names)} names; give one class name a line, background first")
         return names
@@ -134,6 +146,8 @@ def _read_mask(path: Path) -> np.ndarray | str:
         return "missing_mask"
     try:
         with Image.open(path) as mask:
+            if mask.mode.startswith("I"):  # I;16, I;16B, I: one channel of 16 or 32 bits, not a colour
+                return "mask_16bit"
             if mask.mode not in ("L", "P"):
                 return "mask_not_indexed"
             return np.asarray(mask)

@@ -67,6 +67,10 @@ class Target:
         cpus = os.cpu_count() or 1
         if not 1 <= self.threads <= cpus:
             raise ValueError(f"--threads must be between 1 and {cpus} (this machine's CPUs), got {self.threads}")
+        if isinstance(self.rounds, bool) or not isinstance(self.rounds, int) or self.rounds < 1:
+            raise ValueError(f"--rounds must be a whole number >= 1, got {self.rounds!r}")
+        if not 0 < self.round_seconds < float("inf"):  # also refuses nan
+            raise ValueError(f"--round-seconds must be a positive finite number, got {self.round_seconds!r}")
 
     @property
     def shape(self) -> tuple[int, int, int, int]:

@@ -472,10 +472,29 @@ class AdaptConfig:
         return SearchSettings(value, is_ms, self.delta, self.criterion, self.max_steps)
 
     def check(self) -> None:
+        """Every option in range, before anything is loaded or written: one line naming the option."""
         self.settings().check()
         if self.finish not in FINISHES:
             raise ValueError(f"--finish must be one of {', '.join(FINISHES)}, got {self.finish!r}")
         self.multipliers()
+        from ..preprocessing import MAX_INPUT_SIDE
+
+        whole = {"steps": (1, None), "batch_size": (1, None), "holdout": (1, None), "train_limit": (0, None),
+                 "val_limit": (0, None), "rounds": (1, None), "threads": (1, None), "seed": (0, None),
+                 "workers": (0, None), "resolution": (1, MAX_INPUT_SIDE), "finish_epochs": (1, None)}  # fmt: skip
+        for name, (low, high) in whole.items():
+            value = getattr(self, name)
+            if value is None and name in ("resolution", "finish_epochs"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < low or (high and value > high):
+                bounds = f"between {low} and {high}" if high else f">= {low}"
+                raise ValueError(f"--{name.replace('_', '-')} must be a whole number {bounds}, got {value!r}")
+        for name, optional in (("lr", True), ("round_seconds", False)):
+            value = getattr(self, name)
+            if value is None and optional:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+                raise ValueError(f"--{name.replace('_', '-')} must be a positive finite number, got {value!r}")
 
     def multipliers(self) -> list[float] | None:
         """The uniform baselines' width multipliers; None: chosen after the search ("auto")."""
@@ -495,7 +514,22 @@ def read_adapt_config(directory: str | os.PathLike) -> AdaptConfig:
     path = Path(directory) / CONFIG_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{directory} holds no NetAdapt job ({CONFIG_FILE} is missing); start one with -o")
-    return AdaptConfig(**json.loads(path.read_text()))
+    try:
+        saved = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); restore it or start the job again with -o") from None
+    known = {f.name for f in dataclasses.fields(AdaptConfig)}
+    unknown = sorted(set(saved) - known) if isinstance(saved, dict) else None
+    if unknown is None or unknown or not {"model", "output"} <= set(saved):
+        what = f"unknown fields {unknown}" if unknown else "not a NetAdapt job's options"
+        raise ValueError(f"{path} holds {what}; restore it or start the job again with -o")
+    config = AdaptConfig(**saved)
+    try:
+        config.check()
+    except ValueError as err:  # written by a version that did not check it: the job could never run
+        raise ValueError(f"{path}: {err}; this job cannot resume: start it again with -o (a new or empty "
+                         "directory)") from None  # fmt: skip
+    return config
 
 
 def _check_resume(saved: AdaptConfig, config: AdaptConfig) -> None:
@@ -531,6 +565,9 @@ def adapt(config: AdaptConfig, *, resume: bool = False) -> dict:
     if pre is None:
         raise ValueError(f"{config.model} has no preprocessing in its config.json; NetAdapt needs the input it was "
                          "trained for (train or convert it with mobilenets)")  # fmt: skip
+    if config.resolution is not None and config.resolution < seed.min_input_size:
+        raise ValueError(f"--resolution {config.resolution} is too small for {seed.name}: it takes inputs of at "
+                         f"least {seed.min_input_size}x{seed.min_input_size}")  # fmt: skip
     resolution = (config.resolution, config.resolution) if config.resolution else tuple(pre.input_size)
     target = Target(config.runtime, config.threads, resolution, seed.in_chans, config.rounds, config.round_seconds)
     target.check()

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import unpickling_detail
 from ..io import CONFIG_FILE, WEIGHTS_FILE, atomic_write, is_model_dir, sweep_stale
 
 CHECKPOINT = "checkpoint.pt"
@@ -97,9 +98,9 @@ def load_checkpoint(run_dir: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else err.__class__.__name__
         raise ValueError(f"refusing {path}: it holds objects other than tensors and plain values, which a "
-                         f"mobilenets run never writes ({first})") from None  # fmt: skip
+                         f"mobilenets run never writes ({unpickling_detail(err)}); start the run over with "
+                         f"-o {run_dir} --overwrite, or resume a run you made") from None  # fmt: skip
     except Exception as err:  # noqa: BLE001 - any unpickling failure means the same to the user
         raise ValueError(f"{path} is not a readable checkpoint ({err.__class__.__name__}: {err})") from None
 
