@@ -51,3 +51,11 @@ def test_segmenter_mask_covers_the_image(tmp_path, image, capsys):
     classifier = tmp_path / "cls"
     mobilenets.save_model(mobilenets.create_model("mobilenet_v2_035", num_classes=3), classifier)
     assert main(["predict", str(classifier), str(image), "--save", str(tmp_path / "x")]) == 2
+
+
+@pytest.mark.parametrize("score", ["nan", "2", "-0.1", "inf"])
+def test_min_score_outside_0_to_1_is_a_one_line_error(tmp_path, image, score, capsys):
+    model_dir = _saved(tmp_path, "ssdlite_mobilenet_v3_small_100", 4)
+    assert main(["predict", str(model_dir), str(image), "--min-score", score]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--min-score takes a number from 0 to 1" in err

@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+
+
+def check_min_score(min_score: float) -> float:
+    """A detection score threshold: a finite number from 0 to 1 (nan or 2 would hide every box, silently)."""
+    try:
+        value = float(min_score)
+    except (TypeError, ValueError):
+        raise ValueError(f"--min-score takes a number from 0 to 1, got {min_score!r}") from None
+    if not (math.isfinite(value) and 0 <= value <= 1):
+        raise ValueError(f"--min-score takes a number from 0 to 1 (a detection score), got {min_score!r}")
+    return value
 
 
 def predict(directory: str | Path, images: list[str | Path], topk: int = 5, device: str = "cpu") -> list[dict]:
@@ -68,6 +80,7 @@ def predict_dense(
     from .preprocessing import open_image, to_model_mode
     from .tasks.segmentation import predict_labels
 
+    min_score = check_min_score(min_score)
     target = resolve_device(device)
     model = load_model(directory).to(target).eval()
     task = getattr(model, "task", "classification")
