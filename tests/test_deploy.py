@@ -2,6 +2,7 @@
 
 import gzip
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -304,3 +305,47 @@ def test_accuracy_aware_fallback_keeps_early_convs_in_float(tmp_path):
     off = quantize_model(model, tmp_path / "q.onnx", tmp_path, calibration=8, eval_images=20, max_drop=None,
                          overwrite=True)  # fmt: skip
     assert off.extra["float_early_convs"] == 0 and off.float_nodes == 0
+
+
+def test_bench_gives_each_model_its_own_export(tmp_path, capsys):
+    """A seed and its NetAdapt result share an architecture name: each is exported to its own file."""
+    from mobilenets.deploy.bench import bench_models
+
+    seed = create_model("mobilenet_v1_025", num_classes=10, in_chans=1).eval()
+    adapted = create_model("mobilenet_v1_025", num_classes=10, in_chans=1, width_mult=0.2).eval()
+    work = tmp_path / "work"
+    work.mkdir()
+    results = bench_models({"seed": seed, "adapted": adapted}, runtimes=["onnxruntime"], resolution=32, rounds=1,
+                           round_seconds=0.01, workdir=work)  # fmt: skip
+    assert [r.model for r in results] == ["seed", "adapted"] and results[0].madds > results[1].madds
+    assert not any(work.iterdir())  # nothing left behind
+    save_model(seed, tmp_path / "a", preprocessing=SMALL)
+    save_model(adapted, tmp_path / "b", preprocessing=SMALL)
+    argv = ["bench", str(tmp_path / "a"), str(tmp_path / "b"), "--runtimes", "onnxruntime", "--rounds", "1",
+            "--round-seconds", "0.01", "--json"]  # fmt: skip
+    assert main(argv) == 0
+    assert [r["model"] for r in json.loads(capsys.readouterr().out)] == ["mobilenet_v1_025", "mobilenet_v1_025#1"]
+
+
+def test_export_and_bench_of_shipped_weights_leave_them_usable(tmp_path, monkeypatch, capsys):
+    """`export NAME.TAG` writes ./NAME.TAG.onnx beside, never a ./NAME.TAG/ folder that would hide the weights."""
+    from mobilenets.commands.deploy import default_int8_output
+
+    shipped = "mobilenet_v1_025.fashion-mnist"
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", shipped]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{shipped}.onnx"]
+    assert onnx.load(f"{shipped}.onnx").graph.input[0].type.tensor_type.shape.dim[1].dim_value == 1
+    assert main(["export", shipped]) == 2  # the file is not replaced unasked
+    assert "pass --overwrite" in capsys.readouterr().err
+    assert main(["export", shipped, "--overwrite"]) == 0
+    assert default_int8_output(shipped) == Path(f"{shipped}.int8.onnx")  # quantize's default: beside, too
+    assert main(["bench", shipped, "--runtimes", "eager", "--rounds", "1", "--round-seconds", "0.01", "--json"]) == 0
+    capsys.readouterr()
+    assert main(["info", shipped]) == 0
+    # A folder of that name left by an older export (model.onnx only) says why the weights are not found.
+    (tmp_path / shipped).mkdir()
+    (tmp_path / shipped / "model.onnx").write_bytes(b"old")
+    capsys.readouterr()
+    assert main(["predict", shipped, f"{shipped}.onnx"]) == 2
+    assert f"hides the shipped weights {shipped}" in capsys.readouterr().err

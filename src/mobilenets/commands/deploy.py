@@ -16,7 +16,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a model directory to ONNX or OpenVINO IR, checked against PyTorch")
     p.add_argument("model_dir", help="model directory (model.safetensors + config.json)")
     p.add_argument("--format", "-f", default="onnx", help="onnx (default) or openvino")
-    p.add_argument("-o", "--output", help="output file (default MODEL_DIR/model.onnx or MODEL_DIR/openvino/model.xml)")
+    p.add_argument("-o", "--output", help="output file (default MODEL_DIR/model.onnx or MODEL_DIR/openvino/model.xml; "
+                   "for shipped weights NAME.TAG: ./NAME.TAG.onnx or ./NAME.TAG.xml)")  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--resolution", "-r", type=resolution_arg,
                    help="input size, 224 or HxW such as 224x160 (default: the config preprocessing)")  # fmt: skip
@@ -33,7 +34,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="image folder (DATA/<class>/<image>) or MNIST-style IDX directory")
     p.add_argument("--calibration", type=int, default=200, help="calibration images (default 200)")
     p.add_argument("--eval-images", type=int, default=1000, help="evaluation images (default 1000)")
-    p.add_argument("-o", "--output", help="INT8 QDQ ONNX file (default MODEL_DIR/model.int8.onnx)")
+    p.add_argument("-o", "--output", help="INT8 QDQ ONNX file (default MODEL_DIR/model.int8.onnx; "
+                   "./NAME.TAG.int8.onnx for shipped weights)")  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--keep-float", default="auto", help="auto (SE in float when present), none, se, se+ends")
     p.add_argument("--method", default="minmax", help="calibration: minmax (default), percentile, entropy")
@@ -47,7 +49,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_quantize)
 
     p = sub.add_parser("bench", help="batch latency in every installed runtime, measured side by side")
-    p.add_argument("targets", nargs="+", metavar="NAME_or_DIR", help="registered model names or model directories")
+    p.add_argument("targets", nargs="+", metavar="NAME_or_DIR",
+                   help="registered model names, model directories or shipped weights NAME.TAG")  # fmt: skip
     p.add_argument("--runtimes", help="comma list (default eager,optimized,onnxruntime,openvino), 'fp32' or 'all'")
     p.add_argument("--threads", default="1", help="comma list of thread counts (default 1)")
     p.add_argument("--batch", type=int, default=1)
@@ -89,6 +92,14 @@ def cmd_export(args) -> int:
     return 0
 
 
+def default_int8_output(model_dir: str) -> Path:
+    """MODEL_DIR/model.int8.onnx; ./NAME.TAG.int8.onnx for shipped weights (as export's default)."""
+    from ..pretrained import shipped_name
+
+    shipped = shipped_name(model_dir)
+    return Path(f"{shipped}.int8.onnx") if shipped else Path(model_dir) / "model.int8.onnx"
+
+
 def cmd_quantize(args) -> int:
     from ..deploy.quantize import quantize_model
     from ..io import load_model
@@ -98,7 +109,7 @@ def cmd_quantize(args) -> int:
     except ValueError:
         raise ValueError(f"--max-drop takes a number of top-1 points or 'off', got {args.max_drop!r}") from None
     model = load_model(args.model_dir)
-    output = Path(args.output) if args.output else Path(args.model_dir) / "model.int8.onnx"
+    output = Path(args.output) if args.output else default_int8_output(args.model_dir)
     try:
         report = quantize_model(model, output, args.data, calibration=args.calibration, eval_images=args.eval_images,
                                 keep_float=args.keep_float, method=args.method, runtime=args.runtime,
@@ -124,11 +135,13 @@ def cmd_quantize(args) -> int:
 
 
 def load_target(target: str):
-    """A model directory, or a registered name (random weights: latency does not depend on them)."""
+    """A model directory, shipped weights NAME.TAG, or a registered name (random weights: latency does not
+    depend on them)."""
     from ..io import load_model
     from ..models.factory import create_model
+    from ..pretrained import resolve
 
-    path = Path(target)
+    path = resolve(target)
     if path.is_dir():
         return load_model(path)
     if path.suffix or "/" in target:
@@ -139,6 +152,7 @@ def load_target(target: str):
 def cmd_bench(args) -> int:
     from ..deploy.bench import INT8_FILE, bench_models, format_table, parse_runtimes, parse_threads, plot
     from ..devices import resolve_device
+    from ..pretrained import resolve, shipped_name
 
     resolve_device(args.device)  # a wrong --device is the first error, before any model is built
     runtimes = parse_runtimes(args.runtimes) if args.runtimes or args.device == "cpu" else None
@@ -156,8 +170,9 @@ def cmd_bench(args) -> int:
         model = load_target(target)
         key = model.name if model.name not in models else f"{model.name}#{len(models)}"
         models[key] = model
-        if Path(target).is_dir() and (Path(target) / INT8_FILE).is_file():
-            int8_paths[key] = Path(target) / INT8_FILE
+        int8 = default_int8_output(target) if shipped_name(target) else resolve(target) / INT8_FILE
+        if int8.is_file():
+            int8_paths[key] = int8
     try:
         results = bench_models(models, runtimes=runtimes, threads=threads, batch=args.batch,
                                resolution=args.resolution, int8_paths=int8_paths, rounds=args.rounds,

@@ -260,6 +260,12 @@ def export(
 
 
 def default_output(model_dir: str | os.PathLike, format: str) -> Path:
-    """MODEL_DIR/model.onnx or MODEL_DIR/openvino/model.xml."""
+    """MODEL_DIR/model.onnx or MODEL_DIR/openvino/model.xml; for shipped weights ``NAME.TAG``, files in the
+    current directory: ./NAME.TAG.onnx or ./NAME.TAG.xml (never a ./NAME.TAG/ folder, which would hide them)."""
+    from ..pretrained import shipped_name
+
+    shipped = shipped_name(model_dir)
+    if shipped is not None:
+        return Path(shipped + SUFFIXES.get(format, ".onnx"))
     model_dir = Path(model_dir)
     return model_dir / "model.onnx" if format == "onnx" else model_dir / "openvino" / "model.xml"
