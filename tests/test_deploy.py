@@ -349,3 +349,45 @@ def test_export_and_bench_of_shipped_weights_leave_them_usable(tmp_path, monkeyp
     capsys.readouterr()
     assert main(["predict", shipped, f"{shipped}.onnx"]) == 2
     assert f"hides the shipped weights {shipped}" in capsys.readouterr().err
+
+
+def test_exports_describe_themselves_and_take_any_batch(tmp_path, capsys):
+    """Labels, preprocessing and task travel in the ONNX metadata and the IR's rt_info; --dynamic-batch runs at 3."""
+    import onnxruntime as ort
+
+    from mobilenets.deploy.exporter import metadata_of
+
+    labels = [f"class {i}" for i in range(10)]
+    model_dir = _small_model_dir(tmp_path, labels=labels)
+    assert main(["export", str(model_dir), "--dynamic-batch", "-o", str(tmp_path / "m.onnx"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["dynamic_batch"] is True
+    meta = metadata_of(tmp_path / "m.onnx")
+    assert json.loads(meta["labels"]) == labels and meta["task"] == "classification"
+    assert meta["model"] == "mobilenet_v3_small_075" and meta["channel_order"] == "L"
+    assert json.loads(meta["mean"]) == [0.5] and json.loads(meta["std"]) == [0.5]
+    assert json.loads(meta["input_size"]) == [32, 32] and json.loads(meta["preprocessing"]) == SMALL.to_dict()
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"))
+    assert session.get_modelmeta().custom_metadata_map == meta
+    x = np.random.default_rng(0).standard_normal((3, 1, 32, 32), dtype=np.float32)
+    out = session.run(None, {"input": x})[0]
+    with torch.no_grad():
+        ref = load_model(model_dir)(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(out, ref, rtol=0, atol=1e-4 * np.abs(ref).max())
+    # a static export keeps its batch, and still describes itself
+    assert main(["export", str(model_dir), "-o", str(tmp_path / "s.onnx"), "-r", "48"]) == 0
+    assert onnx.load(str(tmp_path / "s.onnx")).graph.input[0].type.tensor_type.shape.dim[0].dim_value == 1
+    assert json.loads(metadata_of(tmp_path / "s.onnx")["input_size"]) == [48, 48]
+    # a graph that fixes its batch anyway (a detector's NMS) is refused, not written with a false promise
+    from mobilenets.deploy.exporter import export
+
+    detector = create_model("ssdlite_mobilenet_v3_small_100", num_classes=3).eval()
+    with pytest.raises(ValueError, match="fixes the batch size"):
+        export(detector, tmp_path / "d.onnx", resolution=64, dynamic_batch=True)
+    assert not (tmp_path / "d.onnx").exists()
+    pytest.importorskip("openvino")
+    import openvino as ov
+
+    assert main(["export", str(model_dir), "-f", "openvino", "--dynamic-batch", "-o", str(tmp_path / "m.xml")]) == 0
+    assert metadata_of(tmp_path / "m.xml") == meta
+    compiled = ov.Core().compile_model(str(tmp_path / "m.xml"), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    np.testing.assert_allclose(compiled(x)[0], ref, rtol=0, atol=1e-4 * np.abs(ref).max())

@@ -22,6 +22,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resolution", "-r", type=resolution_arg,
                    help="input size, 224 or HxW such as 224x160 (default: the config preprocessing)")  # fmt: skip
     p.add_argument("--batch", type=int, default=1, help="static batch size (default 1)")
+    p.add_argument("--dynamic-batch", action="store_true", help="let the batch axis take any size (checked at 2)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 20)")
     p.add_argument("--no-nms", action="store_true",
                    help="detectors: export every decoded box and its class scores instead of the final "
@@ -80,13 +81,14 @@ def cmd_export(args) -> int:
     output = Path(args.output) if args.output else default_output(args.model_dir, args.format)
     try:
         report = export(model, output, args.format, resolution=args.resolution, batch=args.batch,
-                        opset=args.opset or DEFAULT_OPSET, overwrite=args.overwrite, nms=not args.no_nms)  # fmt: skip
+                        opset=args.opset or DEFAULT_OPSET, overwrite=args.overwrite, nms=not args.no_nms,
+                        dynamic_batch=args.dynamic_batch)  # fmt: skip
     except ImportError as err:
         raise _runtime_error(err) from None
     if args.json:
         print(json.dumps(report.as_dict()))
     else:
-        shape = "x".join(map(str, report.input_shape))
+        shape = "x".join(map(str, ("N", *report.input_shape[1:]) if report.dynamic_batch else report.input_shape))
         print(f"wrote {report.path} ({report.format}, input {shape}); checked in {report.runtime}: "
               f"max relative error vs PyTorch {report.max_rel_error:.1e}")  # fmt: skip
     return 0
