@@ -116,7 +116,8 @@ class _Pictures:
 
         self.directory = Path(directory)
         state = check_output(self.directory, overwrite=overwrite, ours=is_predictions_dir,
-                             what="a predictions directory (from predict --save)")  # fmt: skip
+                             what="a predictions directory (from predict --save)",
+                             hint="pass --overwrite to replace the pictures it lists; other files stay")  # fmt: skip
         if state == "ours":  # delete what we wrote last time, and nothing else
             for name in json.loads((self.directory / MANIFEST).read_text())["files"]:
                 if isinstance(name, str) and name == Path(name).name and name not in ("", ".", "..", MANIFEST):
