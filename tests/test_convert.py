@@ -348,7 +348,7 @@ def test_predict_applies_the_configs_preprocessing(tmp_path, capsys):
     Image.fromarray(pixels).save(tmp_path / "a.png")
     capsys.readouterr()
     assert main(["predict", str(out), str(tmp_path / "a.png"), "--topk", "3", "--json"]) == 0
-    result = json.loads(capsys.readouterr().out)
+    result = [json.loads(line) for line in capsys.readouterr().out.splitlines()]  # one line per image
     bgr = torch.as_tensor(pixels[16:240, 16:240, ::-1].copy()).permute(2, 0, 1).float()[None]
     with torch.no_grad():
         probs = reference(bgr).softmax(-1)[0]

@@ -2,6 +2,7 @@
 
 import gzip
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -304,3 +305,89 @@ def test_accuracy_aware_fallback_keeps_early_convs_in_float(tmp_path):
     off = quantize_model(model, tmp_path / "q.onnx", tmp_path, calibration=8, eval_images=20, max_drop=None,
                          overwrite=True)  # fmt: skip
     assert off.extra["float_early_convs"] == 0 and off.float_nodes == 0
+
+
+def test_bench_gives_each_model_its_own_export(tmp_path, capsys):
+    """A seed and its NetAdapt result share an architecture name: each is exported to its own file."""
+    from mobilenets.deploy.bench import bench_models
+
+    seed = create_model("mobilenet_v1_025", num_classes=10, in_chans=1).eval()
+    adapted = create_model("mobilenet_v1_025", num_classes=10, in_chans=1, width_mult=0.2).eval()
+    work = tmp_path / "work"
+    work.mkdir()
+    results = bench_models({"seed": seed, "adapted": adapted}, runtimes=["onnxruntime"], resolution=32, rounds=1,
+                           round_seconds=0.01, workdir=work)  # fmt: skip
+    assert [r.model for r in results] == ["seed", "adapted"] and results[0].madds > results[1].madds
+    assert not any(work.iterdir())  # nothing left behind
+    save_model(seed, tmp_path / "a", preprocessing=SMALL)
+    save_model(adapted, tmp_path / "b", preprocessing=SMALL)
+    argv = ["bench", str(tmp_path / "a"), str(tmp_path / "b"), "--runtimes", "onnxruntime", "--rounds", "1",
+            "--round-seconds", "0.01", "--json"]  # fmt: skip
+    assert main(argv) == 0
+    assert [r["model"] for r in json.loads(capsys.readouterr().out)] == ["mobilenet_v1_025", "mobilenet_v1_025#1"]
+
+
+def test_export_and_bench_of_shipped_weights_leave_them_usable(tmp_path, monkeypatch, capsys):
+    """`export NAME.TAG` writes ./NAME.TAG.onnx beside, never a ./NAME.TAG/ folder that would hide the weights."""
+    from mobilenets.commands.deploy import default_int8_output
+
+    shipped = "mobilenet_v1_025.fashion-mnist"
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", shipped]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{shipped}.onnx"]
+    assert onnx.load(f"{shipped}.onnx").graph.input[0].type.tensor_type.shape.dim[1].dim_value == 1
+    assert main(["export", shipped]) == 2  # the file is not replaced unasked
+    assert "pass --overwrite" in capsys.readouterr().err
+    assert main(["export", shipped, "--overwrite"]) == 0
+    assert default_int8_output(shipped) == Path(f"{shipped}.int8.onnx")  # quantize's default: beside, too
+    assert main(["bench", shipped, "--runtimes", "eager", "--rounds", "1", "--round-seconds", "0.01", "--json"]) == 0
+    capsys.readouterr()
+    assert main(["info", shipped]) == 0
+    # A folder of that name left by an older export (model.onnx only) says why the weights are not found.
+    (tmp_path / shipped).mkdir()
+    (tmp_path / shipped / "model.onnx").write_bytes(b"old")
+    capsys.readouterr()
+    assert main(["predict", shipped, f"{shipped}.onnx"]) == 2
+    assert f"hides the shipped weights {shipped}" in capsys.readouterr().err
+
+
+def test_exports_describe_themselves_and_take_any_batch(tmp_path, capsys):
+    """Labels, preprocessing and task travel in the ONNX metadata and the IR's rt_info; --dynamic-batch runs at 3."""
+    import onnxruntime as ort
+
+    from mobilenets.deploy.exporter import metadata_of
+
+    labels = [f"class {i}" for i in range(10)]
+    model_dir = _small_model_dir(tmp_path, labels=labels)
+    assert main(["export", str(model_dir), "--dynamic-batch", "-o", str(tmp_path / "m.onnx"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["dynamic_batch"] is True
+    meta = metadata_of(tmp_path / "m.onnx")
+    assert json.loads(meta["labels"]) == labels and meta["task"] == "classification"
+    assert meta["model"] == "mobilenet_v3_small_075" and meta["channel_order"] == "L"
+    assert json.loads(meta["mean"]) == [0.5] and json.loads(meta["std"]) == [0.5]
+    assert json.loads(meta["input_size"]) == [32, 32] and json.loads(meta["preprocessing"]) == SMALL.to_dict()
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"))
+    assert session.get_modelmeta().custom_metadata_map == meta
+    x = np.random.default_rng(0).standard_normal((3, 1, 32, 32), dtype=np.float32)
+    out = session.run(None, {"input": x})[0]
+    with torch.no_grad():
+        ref = load_model(model_dir)(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(out, ref, rtol=0, atol=1e-4 * np.abs(ref).max())
+    # a static export keeps its batch, and still describes itself
+    assert main(["export", str(model_dir), "-o", str(tmp_path / "s.onnx"), "-r", "48"]) == 0
+    assert onnx.load(str(tmp_path / "s.onnx")).graph.input[0].type.tensor_type.shape.dim[0].dim_value == 1
+    assert json.loads(metadata_of(tmp_path / "s.onnx")["input_size"]) == [48, 48]
+    # a graph that fixes its batch anyway (a detector's NMS) is refused, not written with a false promise
+    from mobilenets.deploy.exporter import export
+
+    detector = create_model("ssdlite_mobilenet_v3_small_100", num_classes=3).eval()
+    with pytest.raises(ValueError, match="fixes the batch size"):
+        export(detector, tmp_path / "d.onnx", resolution=64, dynamic_batch=True)
+    assert not (tmp_path / "d.onnx").exists()
+    pytest.importorskip("openvino")
+    import openvino as ov
+
+    assert main(["export", str(model_dir), "-f", "openvino", "--dynamic-batch", "-o", str(tmp_path / "m.xml")]) == 0
+    assert metadata_of(tmp_path / "m.xml") == meta
+    compiled = ov.Core().compile_model(str(tmp_path / "m.xml"), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    np.testing.assert_allclose(compiled(x)[0], ref, rtol=0, atol=1e-4 * np.abs(ref).max())

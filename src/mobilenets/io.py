@@ -23,6 +23,7 @@ from torch import nn
 
 from .preprocessing import Preprocessing, default_preprocessing
 from .pretrained import resolve as resolve_pretrained
+from .pretrained import shadow_hint
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
@@ -339,6 +340,7 @@ def read_config(directory: str | os.PathLike) -> dict:
         raise FileNotFoundError(
             f"{directory} is not a model directory: it has no {CONFIG_FILE} "
             "(create one with `mobilenets convert`, `mobilenets train` or mobilenets.save_model)"
+            + shadow_hint(directory)
         )
     config = _read_config_document(config_path)
     _check_config(config, config_path)

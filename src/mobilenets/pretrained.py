@@ -3,7 +3,8 @@
 Each is an ordinary model directory under ``mobilenets/weights/TAG/NAME/``; ``create_model(NAME,
 pretrained=TAG)`` and ``load_pretrained(NAME, TAG)`` load it, and ``NAME.TAG`` works wherever a model
 directory does (``eval``, ``predict``, ``export``, ``bench``, ``info``, ``--init``). Its config's
-``metadata`` says how it was trained and what it scored.
+``metadata`` says how it was trained and what it scored. A real path of the same name wins; so no
+command writes one by default: ``export NAME.TAG`` writes ``./NAME.TAG.onnx``, a file beside.
 """
 
 from __future__ import annotations
@@ -45,6 +46,29 @@ def resolve(path: str | os.PathLike) -> Path:
     name, _, tag = path.name.partition(".")
     shipped = WEIGHTS_ROOT / tag / name
     return shipped if (shipped / "config.json").is_file() else path
+
+
+def shipped_name(path: str | os.PathLike) -> str | None:
+    """``NAME.TAG`` if ``path`` resolves to weights shipped in the package, else None.
+
+    Outputs that would go inside a model directory go beside, named after it, for these: the
+    package is not the user's to write into, and a ``./NAME.TAG/`` folder would hide the weights.
+    """
+    resolved = resolve(path).absolute()
+    if resolved.parent.parent != WEIGHTS_ROOT.absolute() or not (resolved / "config.json").is_file():
+        return None
+    return f"{resolved.name}.{resolved.parent.name}"
+
+
+def shadow_hint(path: str | os.PathLike) -> str:
+    """For a local ``path`` that is not a model directory but has a shipped NAME.TAG's name: how to reach those."""
+    path = Path(path)
+    if len(path.parts) != 1 or "." not in path.name:
+        return ""
+    name, _, tag = path.name.partition(".")
+    if not (WEIGHTS_ROOT / tag / name / "config.json").is_file():
+        return ""
+    return f"; this local {path} hides the shipped weights {path.name}: rename or remove it to use those"
 
 
 def load_pretrained(name: str, tag: str = "fashion-mnist") -> nn.Module:

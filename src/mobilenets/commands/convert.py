@@ -38,16 +38,26 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "predict",
         help="classify images, or detect objects / segment them, with a model directory",
-        description="Classify images with a model directory, applying the preprocessing in its config.",
+        description="Predict with a model directory, applying the preprocessing in its config; results are "
+        "printed as each batch finishes.",
     )
-    p.add_argument("directory", type=Path, help="model directory (from convert, train or save_model)")
-    p.add_argument("images", type=Path, nargs="+", metavar="IMAGE", help="image files (any format Pillow reads)")
+    p.add_argument("directory", help="model directory (from convert, train or save_model) or shipped NAME.TAG")
+    p.add_argument("images", nargs="+", metavar="IMAGE",
+                   help="image files (any format Pillow reads), folders (the images inside, sorted) or quoted "
+                        "glob patterns such as 'photos/**/*.jpg'")  # fmt: skip
     p.add_argument("--topk", type=int, default=5, help="classes to print per image (default 5)")
+    p.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda / cuda:N")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--save", metavar="DIR", help="detection/segmentation: write each image with its boxes or mask")
+    p.add_argument("--json", action="store_true", help="print one JSON object per image, one per line")
+    p.add_argument(
+        "--save",
+        metavar="DIR",
+        help="write each image with its prediction drawn (top classes, boxes or mask) as DIR/<stem>.png",
+    )
     p.add_argument("--min-score", type=float, default=0.3, help="detection: the lowest score shown (default 0.3)")
-    p.add_argument("--overwrite", action="store_true", help="replace the --save directory if it is ours")
+    p.add_argument("--overwrite", action="store_true",
+                   help="--save into a predictions directory of an earlier run: its pictures are replaced, "
+                        "other files stay")  # fmt: skip
     p.set_defaults(func=run_predict)
 
 
@@ -66,33 +76,23 @@ def run_convert(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from ..io import read_config
-    from ..predict import predict, predict_dense
-    from ..registry import get_entry, list_models
+    from ..predict import iter_predictions
 
-    name = read_config(args.directory).get("name")
-    task = get_entry(name).task if name in list_models() else "classification"
-    if task != "classification":
-        results = predict_dense(args.directory, args.images, save=args.save, device=args.device,
-                                min_score=args.min_score, overwrite=args.overwrite)  # fmt: skip
+    results = iter_predictions(args.directory, args.images, topk=args.topk, min_score=args.min_score,
+                               save=args.save, overwrite=args.overwrite, device=args.device,
+                               batch_size=args.batch_size)  # fmt: skip
+    for result in results:  # streamed: each line as its batch finishes
         if args.json:
-            print(json.dumps(results, indent=2))
-            return 0
-        for result in results:
-            print(result["image"])
-            for d in result.get("detections", []):
-                print(f"  {d['score']:.3f}  {d['label']:<14} {', '.join(f'{v:.0f}' for v in d['box'])}")
-            for label, n in result.get("pixels", {}).items():
-                print(f"  {n:>8} px  {label}")
-        return 0
-    if args.save:
-        raise ValueError("--save draws boxes or masks; a classifier's predictions are printed (use --json)")
-    results = predict(args.directory, args.images, args.topk, device=args.device)
-    if args.json:
-        print(json.dumps(results, indent=2))
-        return 0
-    for result in results:
+            print(json.dumps({k: v for k, v in result.items() if k != "mask"}), flush=True)
+            continue
         print(result["image"])
-        for entry in result["top"]:
+        for entry in result.get("top", []):
             print(f"  {entry['probability']:.4f}  {entry['index']:>5}  {entry['label']}")
+        for d in result.get("detections", []):
+            print(f"  {d['score']:.3f}  {d['label']:<14} {', '.join(f'{v:.0f}' for v in d['box'])}")
+        for label, n in result.get("pixels", {}).items():
+            print(f"  {n:>8} px  {label}")
+        if "picture" in result:
+            print(f"  -> {result['picture']}")
+        print(end="", flush=True)
     return 0

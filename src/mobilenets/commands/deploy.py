@@ -16,11 +16,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a model directory to ONNX or OpenVINO IR, checked against PyTorch")
     p.add_argument("model_dir", help="model directory (model.safetensors + config.json)")
     p.add_argument("--format", "-f", default="onnx", help="onnx (default) or openvino")
-    p.add_argument("-o", "--output", help="output file (default MODEL_DIR/model.onnx or MODEL_DIR/openvino/model.xml)")
+    p.add_argument("-o", "--output", help="output file (default MODEL_DIR/model.onnx or MODEL_DIR/openvino/model.xml; "
+                   "for shipped weights NAME.TAG: ./NAME.TAG.onnx or ./NAME.TAG.xml)")  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--resolution", "-r", type=resolution_arg,
                    help="input size, 224 or HxW such as 224x160 (default: the config preprocessing)")  # fmt: skip
     p.add_argument("--batch", type=int, default=1, help="static batch size (default 1)")
+    p.add_argument("--dynamic-batch", action="store_true", help="let the batch axis take any size (checked at 2)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 20)")
     p.add_argument("--no-nms", action="store_true",
                    help="detectors: export every decoded box and its class scores instead of the final "
@@ -33,7 +35,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="image folder (DATA/<class>/<image>) or MNIST-style IDX directory")
     p.add_argument("--calibration", type=int, default=200, help="calibration images (default 200)")
     p.add_argument("--eval-images", type=int, default=1000, help="evaluation images (default 1000)")
-    p.add_argument("-o", "--output", help="INT8 QDQ ONNX file (default MODEL_DIR/model.int8.onnx)")
+    p.add_argument("-o", "--output", help="INT8 QDQ ONNX file (default MODEL_DIR/model.int8.onnx; "
+                   "./NAME.TAG.int8.onnx for shipped weights)")  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--keep-float", default="auto", help="auto (SE in float when present), none, se, se+ends")
     p.add_argument("--method", default="minmax", help="calibration: minmax (default), percentile, entropy")
@@ -47,7 +50,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_quantize)
 
     p = sub.add_parser("bench", help="batch latency in every installed runtime, measured side by side")
-    p.add_argument("targets", nargs="+", metavar="NAME_or_DIR", help="registered model names or model directories")
+    p.add_argument("targets", nargs="+", metavar="NAME_or_DIR",
+                   help="registered model names, model directories or shipped weights NAME.TAG")  # fmt: skip
     p.add_argument("--runtimes", help="comma list (default eager,optimized,onnxruntime,openvino), 'fp32' or 'all'")
     p.add_argument("--threads", default="1", help="comma list of thread counts (default 1)")
     p.add_argument("--batch", type=int, default=1)
@@ -77,16 +81,25 @@ def cmd_export(args) -> int:
     output = Path(args.output) if args.output else default_output(args.model_dir, args.format)
     try:
         report = export(model, output, args.format, resolution=args.resolution, batch=args.batch,
-                        opset=args.opset or DEFAULT_OPSET, overwrite=args.overwrite, nms=not args.no_nms)  # fmt: skip
+                        opset=args.opset or DEFAULT_OPSET, overwrite=args.overwrite, nms=not args.no_nms,
+                        dynamic_batch=args.dynamic_batch)  # fmt: skip
     except ImportError as err:
         raise _runtime_error(err) from None
     if args.json:
         print(json.dumps(report.as_dict()))
     else:
-        shape = "x".join(map(str, report.input_shape))
+        shape = "x".join(map(str, ("N", *report.input_shape[1:]) if report.dynamic_batch else report.input_shape))
         print(f"wrote {report.path} ({report.format}, input {shape}); checked in {report.runtime}: "
               f"max relative error vs PyTorch {report.max_rel_error:.1e}")  # fmt: skip
     return 0
+
+
+def default_int8_output(model_dir: str) -> Path:
+    """MODEL_DIR/model.int8.onnx; ./NAME.TAG.int8.onnx for shipped weights (as export's default)."""
+    from ..pretrained import shipped_name
+
+    shipped = shipped_name(model_dir)
+    return Path(f"{shipped}.int8.onnx") if shipped else Path(model_dir) / "model.int8.onnx"
 
 
 def cmd_quantize(args) -> int:
@@ -98,7 +111,7 @@ def cmd_quantize(args) -> int:
     except ValueError:
         raise ValueError(f"--max-drop takes a number of top-1 points or 'off', got {args.max_drop!r}") from None
     model = load_model(args.model_dir)
-    output = Path(args.output) if args.output else Path(args.model_dir) / "model.int8.onnx"
+    output = Path(args.output) if args.output else default_int8_output(args.model_dir)
     try:
         report = quantize_model(model, output, args.data, calibration=args.calibration, eval_images=args.eval_images,
                                 keep_float=args.keep_float, method=args.method, runtime=args.runtime,
@@ -124,11 +137,13 @@ def cmd_quantize(args) -> int:
 
 
 def load_target(target: str):
-    """A model directory, or a registered name (random weights: latency does not depend on them)."""
+    """A model directory, shipped weights NAME.TAG, or a registered name (random weights: latency does not
+    depend on them)."""
     from ..io import load_model
     from ..models.factory import create_model
+    from ..pretrained import resolve
 
-    path = Path(target)
+    path = resolve(target)
     if path.is_dir():
         return load_model(path)
     if path.suffix or "/" in target:
@@ -139,6 +154,7 @@ def load_target(target: str):
 def cmd_bench(args) -> int:
     from ..deploy.bench import INT8_FILE, bench_models, format_table, parse_runtimes, parse_threads, plot
     from ..devices import resolve_device
+    from ..pretrained import resolve, shipped_name
 
     resolve_device(args.device)  # a wrong --device is the first error, before any model is built
     runtimes = parse_runtimes(args.runtimes) if args.runtimes or args.device == "cpu" else None
@@ -156,8 +172,9 @@ def cmd_bench(args) -> int:
         model = load_target(target)
         key = model.name if model.name not in models else f"{model.name}#{len(models)}"
         models[key] = model
-        if Path(target).is_dir() and (Path(target) / INT8_FILE).is_file():
-            int8_paths[key] = Path(target) / INT8_FILE
+        int8 = default_int8_output(target) if shipped_name(target) else resolve(target) / INT8_FILE
+        if int8.is_file():
+            int8_paths[key] = int8
     try:
         results = bench_models(models, runtimes=runtimes, threads=threads, batch=args.batch,
                                resolution=args.resolution, int8_paths=int8_paths, rounds=args.rounds,

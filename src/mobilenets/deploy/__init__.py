@@ -5,10 +5,10 @@ Everything beyond ``optimize`` imports its runtime (onnx, onnxruntime, openvino)
 
 from .optimize import fold_batchnorm, optimize
 
-__all__ = ["bench_models", "export", "fold_batchnorm", "optimize", "quantize_model"]
+__all__ = ["bench_models", "export", "fold_batchnorm", "metadata_of", "optimize", "quantize_model"]
 
 
-_LAZY = {"export": ".exporter", "quantize_model": ".quantize", "bench_models": ".bench"}
+_LAZY = {"export": ".exporter", "metadata_of": ".exporter", "quantize_model": ".quantize", "bench_models": ".bench"}
 
 
 def __getattr__(name: str):

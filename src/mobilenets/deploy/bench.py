@@ -260,12 +260,15 @@ def bench_models(
     results = []
     with tempfile.TemporaryDirectory(prefix="mobilenets-bench-", dir=workdir) as tmp:
         factories, inputs, madds = {}, {}, {}
-        for name, model in models.items():
+        for index, (name, model) in enumerate(models.items()):
             pre = getattr(model, "preprocessing", None)
             res = parse_resolution(resolution or (tuple(pre.input_size) if pre is not None else 224))
             shape = (batch, getattr(model, "in_chans", 3), *res)
             int8 = (int8_paths or {}).get(name)
-            factories[name] = RunnerFactory(model, shape, Path(tmp), int8, target)
+            # A folder per model: two models of one architecture (a seed and its NetAdapt result) share a name.
+            workdir_of = Path(tmp) / str(index)
+            workdir_of.mkdir()
+            factories[name] = RunnerFactory(model, shape, workdir_of, int8, target)
             inputs[name] = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
             madds[name] = profile(model, res).madds
         for n_threads in threads:
