@@ -336,7 +336,7 @@ def test_coco_image_truncated_after_its_header_is_dropped_with_a_warning(tmp_pat
     with caplog.at_level(logging.WARNING, logger="mobilenets.data"):
         images, targets = collate_detection([data.train[0], data.train[1]])
     assert images.shape == (1, 3, 32, 32) and len(targets) == 1
-    assert data.train.skipped["unreadable_image"] == 1 and "cut.png" in caplog.text
+    assert "cut.png" in caplog.text  # counted by the pass that reads the batch (the report), once
 
 
 def test_coco_empty_split_is_an_error_naming_it(tmp_path):

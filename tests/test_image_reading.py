@@ -82,3 +82,20 @@ def test_loaders_read_16_bit_and_transparent_images_as_predict_does(tmp_path, ta
 def _image_path(dataset, index: int) -> Path:
     record = dataset.records[index]
     return record.path if hasattr(record, "path") else record.image
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_an_unreadable_validation_image_is_counted_once_in_the_report(tmp_path, workers):
+    """Truncated after its header (so loading keeps it), it fails at every pass over val: the report says 1."""
+    from mobilenets.training import TrainConfig, train
+
+    root = _voc(tmp_path / "voc")
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (SIDE, SIDE, 3), dtype=np.uint8)).save(tmp_path / "x.png")
+    (root / "images" / "val" / "cut.png").write_bytes((tmp_path / "x.png").read_bytes()[:120])
+    Image.fromarray(np.ones((SIDE, SIDE), np.uint8), mode="L").save(root / "masks" / "val" / "cut.png")
+    config = TrainConfig(model="lraspp_mobilenet_v3_small_100", output=str(tmp_path / "run"), data=str(root),
+                         resolution=64, batch_size=2, epochs=2, workers=workers, threads=1, progress=False,
+                         tensorboard=False)  # fmt: skip
+    train(config)
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["skipped"]["val"].get("unreadable_image") == 1, report["skipped"]

@@ -281,8 +281,7 @@ class CocoDetection(DetectionDataset):
         try:  # predict's reader: 16-bit scaled, transparency over white (PIL's convert clips and drops alpha)
             image = read_image(record.path, "L" if self.in_chans == 1 else "RGB")
         except (OSError, ValueError) as err:  # e.g. truncated: the header read at load time was fine
-            # Counted here in this process only (a DataLoader worker's count stays in the worker); always warned.
-            self.skipped["unreadable_image"] += 1
+            # Warned here; counted by whoever reads the batch (collate drops it), once per pass, in any process.
             log.warning("skipping unreadable image %s (%s: %s)", record.path, err.__class__.__name__, err)
             return None
         size = (record.height, record.width)

@@ -225,7 +225,7 @@ class VocSegmentation(SegmentationDataset):
             with Image.open(record.mask) as mask:
                 mask = np.array(mask)
         except (OSError, ValueError) as err:  # e.g. truncated: the header read at load time was fine
-            self.skipped["unreadable_image"] += 1  # in this process only (see CocoDetection.sample)
+            # warned here; counted by whoever reads the batch (see CocoDetection.sample)
             log.warning("skipping unreadable sample %s (%s: %s)", record.image, err.__class__.__name__, err)
             return None
         return tv_tensors.Image(image), tv_tensors.Mask(torch.from_numpy(mask))

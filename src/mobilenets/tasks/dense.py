@@ -87,6 +87,15 @@ class DenseTask(Task):
         return self.batches(self.data.train, order, batch_size, workers=workers, shard=shard, start=start,
                             loader_seed=loader_seed)  # fmt: skip
 
+    def skipped_in_report(self) -> dict[str, dict[str, int]]:
+        """What loading skipped per split, plus the validation images that failed to decode in the report's own
+        pass (``unreadable`` of the last pass over val): each image counted once, whatever the worker count."""
+        skipped = {split: dict(counts) for split, counts in self.data.skipped.items()}
+        if getattr(self, "unreadable", 0):
+            val = skipped.setdefault("val", {})
+            val["unreadable_image"] = val.get("unreadable_image", 0) + self.unreadable
+        return skipped
+
     def val_batches(self, batch_size: int, workers: int):
         order = torch.arange(len(self.data.val))
         return self.batches(self.data.val, order, batch_size, workers=workers, shard=None, start=0, loader_seed=0)

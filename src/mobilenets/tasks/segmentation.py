@@ -191,8 +191,9 @@ class SegmentationTask(DenseTask):
     def _scores(self, model, *, device, batch_size, workers):
         model.eval()
         metric = SegmentationMetric(self.data.num_classes, self.ignore_index)
-        shown = []
-        for x, masks, _ in self.val_batches(batch_size, workers):
+        shown, self.unreadable = [], 0
+        for x, masks, bad in self.val_batches(batch_size, workers):
+            self.unreadable += bad
             logits = model(x.to(device))
             metric.update(logits, masks.to(device))
             if len(shown) < 8:
@@ -220,7 +221,7 @@ class SegmentationTask(DenseTask):
             "miou": round(scores.miou, 4), "pixel_accuracy": round(scores.pixel_accuracy, 4), "iou": per_class,
             "params": prof.params, "madds": prof.madds, "resolution": [size, size],
             "train_seconds": round(state.train_seconds, 1), "wall_seconds_this_invocation": round(wall_seconds, 1),
-            "skipped": self.data.skipped,
+            "skipped": self.skipped_in_report(),
         }  # fmt: skip
         atomic_write_text(out / "report.json", json.dumps(summary, indent=1) + "\n")
         pictures = [p for p in (write_curves(out, state.history, "miou", "mIoU"), self.grid(out, shown)) if p]

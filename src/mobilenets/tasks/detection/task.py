@@ -47,8 +47,9 @@ class DetectionTask(DenseTask):
     @torch.no_grad()
     def predictions(self, model, *, device, batch_size: int, workers: int):
         model.eval()
-        preds, truth, images = [], [], []
-        for x, targets, _ in self.val_batches(batch_size, workers):
+        preds, truth, images, self.unreadable = [], [], [], 0
+        for x, targets, bad in self.val_batches(batch_size, workers):
+            self.unreadable += bad
             boxes, scores = model(x.to(device))
             preds += [{k: v.cpu() for k, v in p.items()} for p in model.postprocess(boxes, scores)]
             truth += targets
@@ -77,7 +78,7 @@ class DetectionTask(DenseTask):
             "map": round(result["map"], 4), "map50": round(result["map50"], 4), "map75": round(result["map75"], 4),
             "per_class_ap": result["per_class"], "params": prof.params, "madds": prof.madds,
             "resolution": [size, size], "train_seconds": round(state.train_seconds, 1),
-            "wall_seconds_this_invocation": round(wall_seconds, 1), "skipped": self.data.skipped,
+            "wall_seconds_this_invocation": round(wall_seconds, 1), "skipped": self.skipped_in_report(),
         }  # fmt: skip
         atomic_write_text(out / "report.json", json.dumps(summary, indent=1) + "\n")
         pictures = [p for p in (write_curves(out, state.history, "map", "mAP@[.5:.95]"),
