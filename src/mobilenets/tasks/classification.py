@@ -168,7 +168,7 @@ class ClassificationTask(Task):
             "confusion": metrics["confusion"],
         }
         atomic_write_text(out / "report.json", json.dumps(summary, indent=1) + "\n")
-        pictures = [p for p in (write_curves(out, state.history, "top1", "top-1 (%)"),
+        pictures = [p for p in (write_curves(out, state.history, "top1", "top-1 (%)", spec.val.name),
                                 _confusion_png(out, metrics["confusion"], spec.labels)) if p]  # fmt: skip
         headline = [
             f"- recipe `{recipe.name}`, {state.epoch} epochs, {state.step} steps, batch {recipe.batch_size}, "

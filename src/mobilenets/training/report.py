@@ -23,28 +23,53 @@ def pyplot():
     return plt
 
 
-def write_curves(out: Path, history: list[dict], metric: str, label: str) -> Path | None:
-    """curves.png: loss, and the task's ``metric``, for train and val per epoch."""
+def write_curves(out: Path, history: list[dict], metric: str, label: str, split: str = "val") -> Path | None:
+    """curves.png: loss and the task's ``metric`` per epoch, on the training data and on the held-out ``split``
+    (the split the epochs were evaluated on: "test" where the data has no validation split).
+
+    Every epoch is a marker, so that one epoch is a point and not an empty panel; a held-out loss is drawn
+    only where the evaluation computed one (the dense tasks score their split without a loss).
+    """
     plt = pyplot()
     if plt is None or not history:
         return None
-    epochs = [r["epoch"] for r in history]
-    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(10, 4))
-    ax_loss.plot(epochs, [r["train_loss"] for r in history], label="train")
-    ax_loss.plot(epochs, [r.get("val_loss") for r in history], label="val")
-    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
-    if f"train_{metric}" in history[0]:
-        ax_metric.plot(epochs, [r[f"train_{metric}"] for r in history], label="train")
-    ax_metric.plot(epochs, [r.get(f"val_{metric}") for r in history], label="val")
-    ax_metric.set(xlabel="epoch", ylabel=label, title=label)
-    for ax in (ax_loss, ax_metric):
-        ax.legend()
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
+    fig = curves_figure(plt, history, metric, label, split)
     curves = out / "curves.png"
     atomic_write(curves, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)
     return curves
+
+
+def curves_figure(plt, history: list[dict], metric: str, label: str, split: str = "val"):
+    """The figure of ``write_curves``."""
+    from matplotlib.ticker import MaxNLocator
+
+    held_out = f"{split} (held out)"
+    epochs = [r["epoch"] for r in history]
+    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(epochs, [r["train_loss"] for r in history], "o-", label="train")
+    if any(r.get("val_loss") is not None for r in history):
+        ax_loss.plot(epochs, [r.get("val_loss") for r in history], "s-", label=held_out)
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
+    if f"train_{metric}" in history[0]:
+        ax_metric.plot(epochs, [r[f"train_{metric}"] for r in history], "o-", label="train")
+    ax_metric.plot(epochs, [r.get(f"val_{metric}") for r in history], "s-", color="C1", label=held_out)
+    ax_metric.set(xlabel="epoch", ylabel=label, title=f"{label} on {split}")
+    for ax in (ax_loss, ax_metric):
+        for line in ax.get_lines():  # the last value of each curve, written beside its last point
+            x, y = line.get_xdata()[-1], line.get_ydata()[-1]
+            if y is not None:
+                ax.annotate(f"{y:.4g}", (x, y), xytext=(6, 0), textcoords="offset points", va="center",
+                            color=line.get_color(), fontsize=9)  # fmt: skip
+        ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.8)  # room for those values; one epoch is not a sliver
+        if max(epochs) - min(epochs) < 12:  # whole epochs only: no "epoch 1.5"
+            ax.set_xticks(range(min(epochs), max(epochs) + 1))
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
 
 
 def write_markdown(out: Path, title: str, headline: list[str], history: list[dict], pictures: list[Path]) -> Path:
