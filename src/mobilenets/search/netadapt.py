@@ -758,7 +758,7 @@ def pareto_figure(plt, history: dict):
                 ax.plot(x, y, "s", color="C1", ms=8)
             else:  # evaluated as it was, beside networks trained further: not comparable with them
                 ax.plot(x, y, "^", mfc="none", mec="gray", ms=9)
-                name += f" (not finished: {how or 'no'} training)"
+                name += " (not finished)"
             _label(ax, f"{name}\n{y:.2f}%", (x, y), color="black" if done else "gray")
         ax.set(
             xlabel="measured latency (ms)",
