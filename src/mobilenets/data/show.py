@@ -179,7 +179,7 @@ def grid(pictures: list[torch.Tensor], *, nrow: int, headers=(), entries=()) -> 
         parts.append(_to_tensor(pil))
     parts.append(body)
     if entries:
-        parts.append(legend(entries, body.shape[2], max(12, round(size * 0.8))))
+        parts.append(legend(entries, body.shape[2], size))
     return torch.cat(parts, dim=1)
 
 
