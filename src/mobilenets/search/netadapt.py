@@ -765,6 +765,7 @@ def pareto_figure(plt, history: dict):
             ylabel=f"top-1 (%) on {finish['seed'].get('split')}",
             title=f"finished ({how}, same recipe)",
         )
+        ax.axvline(history["budget_ms"], color="gray", lw=0.8, ls=":")
         _min_span(ax, [finish[n]["top1"] for n in names])
         ax.margins(x=0.2, y=0.2)
         ax.grid(alpha=0.3)

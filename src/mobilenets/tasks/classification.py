@@ -168,8 +168,9 @@ class ClassificationTask(Task):
             "confusion": metrics["confusion"],
         }
         atomic_write_text(out / "report.json", json.dumps(summary, indent=1) + "\n")
-        pictures = [p for p in (write_curves(out, state.history, "top1", "top-1 (%)", spec.val.name),
-                                _confusion_png(out, metrics["confusion"], spec.labels)) if p]  # fmt: skip
+        split = spec.val.name
+        pictures = [p for p in (write_curves(out, state.history, "top1", "top-1 (%)", split),
+                                _confusion_png(out, metrics["confusion"], spec.labels, split)) if p]  # fmt: skip
         headline = [
             f"- recipe `{recipe.name}`, {state.epoch} epochs, {state.step} steps, batch {recipe.batch_size}, "
             f"input {spec.preprocessing.input_size[0]}x{spec.preprocessing.input_size[1]}",
@@ -391,7 +392,7 @@ def run_data(model_dir: Path) -> str:
     return str(data)
 
 
-def _confusion_png(out: Path, confusion: list[list[int]], labels: list[str]) -> Path | None:
+def _confusion_png(out: Path, confusion: list[list[int]], labels: list[str], split: str) -> Path | None:
     plt = pyplot()
     if plt is None:
         return None
@@ -407,7 +408,7 @@ def _confusion_png(out: Path, confusion: list[list[int]], labels: list[str]) -> 
             for j in range(n):
                 color = "white" if confusion[i][j] > peak / 2 else "black"
                 ax.text(j, i, str(confusion[i][j]), ha="center", va="center", fontsize=7, color=color)
-    ax.set(xlabel="predicted", ylabel="true", title="confusion matrix")
+    ax.set(xlabel="predicted", ylabel="true", title=f"confusion matrix on {split}")
     fig.tight_layout()
     matrix = out / "confusion.png"
     atomic_write(matrix, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
