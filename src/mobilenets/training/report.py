@@ -58,6 +58,7 @@ def curves_figure(plt, history: list[dict], metric: str, label: str, split: str 
     ax_metric.plot(epochs, [r.get(f"val_{metric}") for r in history], "s-", color="C1", label=held_out, **marks)
     ax_metric.set(xlabel="epoch", ylabel=label, title=f"{label} on {split}")
     for ax in (ax_loss, ax_metric):
+        ax.margins(y=0.12)  # room above and below for a value moved off its neighbour
         ax.get_ylim()  # settle the autoscaled limits, so that data maps to final display pixels
         placed: list[float] = []
         for line in ax.get_lines():  # the last value of each curve, written beside its last point
