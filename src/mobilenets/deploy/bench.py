@@ -369,15 +369,15 @@ def _figure(results: list[BenchResult], plt):
         axes[0][1].set(xlabel="median latency (ms)", ylabel="top-1 (%)", title="accuracy vs latency")
     latencies = [r.median_ms for r in results if r.median_ms > 0]
     if latencies and max(latencies) > 20 * min(latencies):  # eager vs a compiled runtime at small inputs: 0.1-30 ms
-        from matplotlib.ticker import FuncFormatter
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-        plain = FuncFormatter(lambda v, _: f"{v:g}")  # 0.1, 1, 10 rather than 10^-1
         axes[0][0].set_yscale("log")
-        axes[0][0].yaxis.set_major_formatter(plain)
-        axes[0][0].set_ylabel("median latency (ms, log scale)")
         if with_acc:
             axes[0][1].set_xscale("log")
-            axes[0][1].xaxis.set_major_formatter(plain)
-            axes[0][1].set_xlabel("median latency (ms, log scale)")
+        for axis in [axes[0][0].yaxis] + ([axes[0][1].xaxis] if with_acc else []):
+            axis.set_major_locator(LogLocator(subs=(1, 2, 5)))  # 0.1 0.2 0.5 1 2 5: ticks within one decade too
+            axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # rather than 10^-1
+            axis.set_minor_formatter(NullFormatter())
+            axis.set_label_text("median latency (ms, log scale)")
     fig.tight_layout()
     return fig
