@@ -35,7 +35,7 @@ def font(size: int):
 
     try:
         return ImageFont.load_default(size=size)
-    except TypeError:  # older Pillow: no size argument
+    except (TypeError, ImportError, OSError):  # Pillow < 10.1 (no size), or built without FreeType
         return ImageFont.load_default()
 
 
@@ -77,7 +77,9 @@ def _draw_boxes(image: torch.Tensor, target: dict, labels: list[str]) -> torch.T
     short = min(pil.size)
     width, text_font = max(2, round(short / 150)), font(max(12, round(short / 30)))
     palette = colours(len(labels))
-    boxes, ids = target["boxes"].tolist(), target["labels"].tolist()
+    # x0 <= x1 and y0 <= y1, as PIL requires, even for a degenerate predicted box
+    boxes = [[min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)] for x0, y0, x1, y1 in target["boxes"].tolist()]
+    ids = target["labels"].tolist()
     scores = target.get("scores")
     scores = [None] * len(ids) if scores is None else scores.tolist()
     for box, k in zip(boxes, ids, strict=True):
