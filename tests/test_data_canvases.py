@@ -243,7 +243,7 @@ def test_export_refuses_a_non_empty_directory_and_leaves_it_untouched(tmp_path, 
 def test_show_draws_a_grid_and_keeps_existing_files(tmp_path, capsys):
     out = tmp_path / "grid.png"
     assert main(["data", "show", "fmnist-det", "-o", str(out), "--count", "4"]) == 0
-    assert Image.open(out).size == (2 + 4 * 130, 2 + 130)
+    assert Image.open(out).size == (4 + 4 * 260, 4 + 260)  # 128 px canvases drawn at 256 px, 4 px apart
     before = out.read_bytes()
     assert main(["data", "show", "fmnist-seg", "-o", str(out), "--count", "4"]) == 2
     assert out.read_bytes() == before

@@ -324,3 +324,135 @@ def test_bench_on_cuda_takes_the_pytorch_runtimes_only(monkeypatch, capsys):
     assert _result("eager", 1.0).finish(100.0).peak_share is not None
     cuda = BenchResult("m", "eager", 1, 1, 224, 1.0, 1.0, 5, 10**8, device="cuda").finish(100.0)
     assert cuda.peak_share is None and cuda.peak_basis == ""
+
+
+# --- item 14: pictures a person can read ----------------------------------------------------------------------
+
+
+def _box_picture(side, scores=None):
+    from mobilenets.data.show import draw_sample
+
+    target = {"boxes": torch.tensor([[side * 0.25, side * 0.4, side * 0.75, side * 0.9]]), "labels": torch.tensor([1])}
+    if scores is not None:
+        target["scores"] = torch.tensor(scores)
+    return draw_sample(torch.zeros(3, side, side, dtype=torch.uint8), target, ["background", "shirt"], "detection")
+
+
+def _lit(picture, row):
+    """Columns of ``row`` that are not black."""
+    return (picture[:, row].sum(0) > 0).nonzero().flatten().tolist()
+
+
+def test_box_lines_and_labels_grow_with_the_image():
+    from mobilenets.data.show import MIN_SIDE
+
+    widths = {}
+    for side in (300, 1200):
+        picture = _box_picture(side)
+        assert picture.shape[1:] == (side, side)
+        lit = _lit(picture, round(side * 0.65))  # a row through the box: its left and right edges
+        widths[side] = sum(1 for c in lit if c < side / 2)
+    assert 2 <= widths[300] < widths[1200]
+    # A 64 px canvas is enlarged by a whole factor before drawing, so its label is not 10 px of a 64 px image.
+    small = _box_picture(64)
+    assert small.shape[1] >= MIN_SIDE and small.shape[1] % 64 == 0
+    # With a score the label reads "shirt 0.87": a wider patch than "shirt" alone.
+    row = round(300 * 0.4) - 5  # inside the label patch, just above the box
+    assert len(_lit(_box_picture(300, [0.87]), row)) > len(_lit(_box_picture(300), row))
+
+
+def test_class_colours_are_bright_and_none_is_grey():
+    from mobilenets.data.show import colours
+
+    for r, g, b in colours(40)[1:]:
+        assert max(r, g, b) >= 150 and max(r, g, b) - min(r, g, b) >= 80, (r, g, b)
+
+
+def test_segmentation_picture_has_a_legend_of_the_classes_present():
+    from mobilenets.data.show import colours, draw_sample
+
+    labels = ["background", "shirt", "coat", "bag"]
+    mask = torch.zeros(128, 128, dtype=torch.long)
+    mask[10:40, 10:40], mask[60:100, 60:100] = 1, 3
+    picture = draw_sample(torch.zeros(1, 128, 128), mask, labels, "segmentation")
+    assert picture.shape[1] > picture.shape[2] == 256  # enlarged x2, a legend strip under the image
+    strip = picture[:, 256:].permute(1, 2, 0).reshape(-1, 3)
+    shown = {tuple(c) for c in strip.tolist()}
+    palette = colours(len(labels))
+    assert palette[1] in shown and palette[3] in shown and palette[2] not in shown
+
+
+def test_dense_predictions_have_prediction_and_truth_headers(tmp_path):
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from mobilenets.tasks.dense import DenseTask
+
+    mask = torch.zeros(64, 64, dtype=torch.long)
+    mask[8:30, 8:30] = 2
+    task = SimpleNamespace(mean=(0.5,), std=(0.5,), name="segmentation", data=SimpleNamespace(labels=["bg", "a", "b"]))
+    path = DenseTask.prediction_grid(task, tmp_path, [(torch.zeros(1, 64, 64), mask, mask)] * 2)
+    picture = np.asarray(Image.open(path).convert("L"))
+    tile = 256  # 64 px enlarged x4
+    header = picture[: picture.shape[0] - tile - 8]  # above the tiles (the legend is under them)
+    assert (picture[:4] == 255).all() and (header < 128).any(axis=1).sum() >= 8  # a line of dark text on white
+    # each of the 4 columns has its own header text, centred over it
+    for column in range(4):
+        centre = 4 + column * (tile + 4) + tile // 2
+        assert (header[:, centre - 30 : centre + 30] < 128).any()
+
+
+def _axes_lines(fig):
+    return [[line for line in ax.get_lines()] for ax in fig.axes]
+
+
+def test_one_epoch_curves_show_points_and_name_the_split():
+    from mobilenets.training.report import curves_figure, pyplot
+
+    plt = pyplot()
+    history = [{"epoch": 1, "train_loss": 0.6, "train_top1": 80.0, "val_loss": 0.45, "val_top1": 85.2}]
+    fig = curves_figure(plt, history, "top1", "top-1 (%)", "test")
+    for ax in fig.axes:
+        assert all(line.get_marker() not in (None, "None", "") for line in ax.get_lines())
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == ["train", "test (held out)"]
+    assert fig.axes[1].get_title() == "top-1 (%) on test"
+    plt.close(fig)
+    # no held-out loss where the evaluation computed none (the dense tasks)
+    fig = curves_figure(plt, [{"epoch": 1, "train_loss": 2.0, "val_map": 0.1}], "map", "mAP")
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["train"]
+    plt.close(fig)
+
+
+def test_bench_plot_joins_no_two_models():
+    import matplotlib.pyplot as plt
+
+    results = [BenchResult(model, runtime, 1, 1, 224, ms, ms, 5, madds, top1=top1)
+               for model, madds, top1 in (("a", 10**8, 60.0), ("b", 3 * 10**8, 70.0))
+               for runtime, ms in (("eager", 2.0 * madds / 10**8), ("onnxruntime", 1.0 * madds / 10**8))]  # fmt: skip
+    fig = bench._figure(results, plt)
+    latency, accuracy = fig.axes
+    for line in latency.get_lines():  # one model: one MAdds count
+        assert len(set(line.get_xdata())) == 1
+    for line in accuracy.get_lines():  # one model: one top-1
+        assert len(set(line.get_ydata())) == 1
+    assert {t.get_text() for t in latency.get_legend().get_texts()} == {"eager (1 thr)", "onnxruntime (1 thr)"}
+    assert {t.get_text() for t in latency.texts} == {"a", "b"}
+    plt.close(fig)
+
+
+def test_pareto_keeps_a_small_gap_small_and_marks_the_unfinished_seed():
+    import matplotlib.pyplot as plt
+
+    from mobilenets.search.netadapt import MIN_SPAN, pareto_figure
+
+    history = json.loads((Path(__file__).parents[1] / "docs/images/netadapt_fmnist.json").read_text())
+    fig = pareto_figure(plt, history)
+    search, finished = fig.axes
+    low, high = finished.get_ylim()
+    assert high - low >= MIN_SPAN  # 91.27-92.12 is not stretched to full height
+    seed_ms = history["comparison"]["measured_ms"]["seed"]
+    (seed,) = [line for line in finished.get_lines() if line.get_xdata()[0] == seed_ms]
+    assert seed.get_markerfacecolor() == "none"
+    assert any("not finished" in t.get_text() for t in finished.texts)
+    plt.close(fig)

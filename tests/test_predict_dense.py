@@ -43,7 +43,7 @@ def test_detector_boxes_are_in_the_images_pixels_and_drawn(tmp_path, image, caps
     boxes = np.array([d["box"] for d in result["detections"]])
     assert len(boxes) and boxes[:, 2].max() <= 200 and boxes[:, 3].max() <= 100 and boxes[:, 2].max() > 96
     assert {d["label"] for d in result["detections"]} <= {"c1", "c2", "c3"}
-    assert Image.open(tmp_path / "p" / "wide.png").size == (200, 100)
+    assert Image.open(tmp_path / "p" / "wide.png").size == (600, 300)  # enlarged x3: a short side >= 256 px
     # the pictures directory is never replaced unasked
     assert main(["predict", str(model_dir), str(image), "--save", str(tmp_path / "p")]) == 2
 
@@ -53,7 +53,8 @@ def test_segmenter_mask_covers_the_image(tmp_path, image, capsys):
     assert main(["predict", str(model_dir), str(image), "--json", "--save", str(tmp_path / "s")]) == 0
     [result] = _lines(capsys.readouterr().out)
     assert sum(result["pixels"].values()) == 100 * 200
-    assert Image.open(tmp_path / "s" / "wide.png").size == (200, 100)
+    width, height = Image.open(tmp_path / "s" / "wide.png").size
+    assert width == 600 and height > 300  # enlarged x3, a legend under it
 
 
 @pytest.mark.parametrize("score", ["nan", "2", "-0.1", "inf"])

@@ -324,7 +324,7 @@ def format_table(results: list[BenchResult]) -> str:
 
 
 def plot(results: list[BenchResult], path: str | os.PathLike) -> Path:
-    """Latency vs MAdds (and vs top-1 when known), one series per runtime and thread count, like P-V3 Fig. 1."""
+    """Latency vs MAdds (and top-1 vs latency when known), like P-V3 Fig. 1, saved to ``path``."""
     try:
         import matplotlib
 
@@ -334,28 +334,53 @@ def plot(results: list[BenchResult], path: str | os.PathLike) -> Path:
         raise ImportError("--plot needs matplotlib: `pip install matplotlib`") from None
     from ..io import atomic_write
 
-    with_acc = any(r.top1 is not None for r in results)
-    fig, axes = plt.subplots(1, 2 if with_acc else 1, figsize=(12 if with_acc else 7, 5), squeeze=False)
-    series: dict[tuple[str, int], list[BenchResult]] = {}
-    for r in results:
-        series.setdefault((r.runtime, r.threads), []).append(r)
-    for (runtime, threads), rows in series.items():
-        rows = sorted(rows, key=lambda r: r.madds)
-        label = f"{runtime} ({threads} thr)"
-        ax = axes[0][0]
-        ax.plot([r.madds / 1e6 for r in rows], [r.median_ms for r in rows], "o-", label=label)
-        for r in rows:
-            ax.annotate(r.model, (r.madds / 1e6, r.median_ms), fontsize=6, alpha=0.6)
-        if with_acc:
-            known = [r for r in rows if r.top1 is not None]
-            axes[0][1].plot([r.median_ms for r in known], [r.top1 for r in known], "o-", label=label)
-    axes[0][0].set(xlabel="MAdds (M)", ylabel="median latency (ms)", title="latency vs MAdds")
-    axes[0][0].legend(fontsize=7)
-    if with_acc:
-        axes[0][1].set(xlabel="median latency (ms)", ylabel="top-1 (%)", title="accuracy vs latency")
-        axes[0][1].legend(fontsize=7)
-    fig.tight_layout()
+    fig = _figure(results, plt)
     suffix = Path(path).suffix.lstrip(".") or "png"
     written = atomic_write(path, lambda tmp: fig.savefig(tmp, format=suffix, dpi=120))
     plt.close(fig)
     return written
+
+
+def _figure(results: list[BenchResult], plt):
+    """One marker per model and runtime (colour and shape: runtime and threads, in the legend), each model's
+    name beside its points, and a thin grey line only between one model's own points (its runtimes):
+    different models are separate networks, never one curve."""
+    with_acc = any(r.top1 is not None for r in results)
+    fig, axes = plt.subplots(1, 2 if with_acc else 1, figsize=(12 if with_acc else 7, 5), squeeze=False)
+    panels = [(axes[0][0], lambda r: r.madds / 1e6, lambda r: r.median_ms)]
+    if with_acc:
+        panels.append((axes[0][1], lambda r: r.median_ms, lambda r: r.top1))
+    series = list(dict.fromkeys((r.runtime, r.threads) for r in results))
+    models = list(dict.fromkeys(r.model for r in results))
+    for ax, x_of, y_of in panels:
+        for model in models:
+            rows = sorted((x_of(r), y_of(r)) for r in results if r.model == model and y_of(r) is not None)
+            if not rows:
+                continue
+            if len(rows) > 1:
+                ax.plot(*zip(*rows, strict=True), "-", color="0.7", lw=1, zorder=1)
+            ax.annotate(model, max(rows, key=lambda p: p[1]), xytext=(5, 5), textcoords="offset points", fontsize=8)
+        for i, (runtime, threads) in enumerate(series):
+            rows = [r for r in results if (r.runtime, r.threads) == (runtime, threads) and y_of(r) is not None]
+            ax.scatter([x_of(r) for r in rows], [y_of(r) for r in rows], marker="osD^vP*Xph"[i % 10], s=40,
+                       color=f"C{i % 10}", label=f"{runtime} ({threads} thr)", zorder=2)  # fmt: skip
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        ax.margins(x=0.15, y=0.1)  # room for the names
+    axes[0][0].set(xlabel="MAdds (M)", ylabel="median latency (ms)", title="latency vs MAdds")
+    if with_acc:
+        axes[0][1].set(xlabel="median latency (ms)", ylabel="top-1 (%)", title="accuracy vs latency")
+    latencies = [r.median_ms for r in results if r.median_ms > 0]
+    if latencies and max(latencies) > 20 * min(latencies):  # eager vs a compiled runtime at small inputs: 0.1-30 ms
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+        axes[0][0].set_yscale("log")
+        if with_acc:
+            axes[0][1].set_xscale("log")
+        for axis in [axes[0][0].yaxis] + ([axes[0][1].xaxis] if with_acc else []):
+            axis.set_major_locator(LogLocator(subs=(1, 2, 5)))  # 0.1 0.2 0.5 1 2 5: ticks within one decade too
+            axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # rather than 10^-1
+            axis.set_minor_formatter(NullFormatter())
+            axis.set_label_text("median latency (ms, log scale)")
+    fig.tight_layout()
+    return fig

@@ -718,11 +718,29 @@ def _finish(config, spec, seed, out, final, history, state, latency) -> dict:
     return result
 
 
+MIN_SPAN = 2.0  # points of top-1: a smaller spread is not stretched to the panel's full height
+
+
+def _min_span(ax, values: list[float]) -> None:
+    lo, hi = min(values), max(values)
+    if hi - lo < MIN_SPAN:
+        mid = (lo + hi) / 2
+        ax.set_ylim(mid - 0.6 * MIN_SPAN, mid + 0.6 * MIN_SPAN)
+
+
+def _label(ax, text: str, xy, *, below: bool = False, **style) -> None:
+    """``text`` just above (or below) the point ``xy``, centred on it, off the marker and the line."""
+    ax.annotate(text, xy, xytext=(0, -13 if below else 9), textcoords="offset points", ha="center",
+                va="top" if below else "bottom", fontsize=8, **style)  # fmt: skip
+
+
 def plot_pareto(history: dict, path: str | os.PathLike) -> Path | None:
     """Accuracy vs measured latency: the adapted family against uniform width multipliers, same axes.
 
     Left: holdout top-1 after the short fine-tunes (the search's view). Right (after ``finish``): top-1
-    on the evaluation split after the same recipe, latencies from one interleaved timing of all of them.
+    on the evaluation split after the same recipe, latencies from one interleaved timing of all of them;
+    the seed, which ``finish`` evaluates but does not train (no "how" in its record), is a hollow grey
+    marker marked "not finished". Neither axis stretches less than ``MIN_SPAN`` points to full height.
     """
     try:
         import matplotlib
@@ -732,42 +750,64 @@ def plot_pareto(history: dict, path: str | os.PathLike) -> Path | None:
     except ImportError:
         log.warning("no matplotlib: no %s (`pip install matplotlib`)", path)
         return None
+    from ..io import atomic_write
+
+    fig = pareto_figure(plt, history)
+    written = atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
+    return written
+
+
+def pareto_figure(plt, history: dict):
+    """The figure of ``plot_pareto``."""
     finish = history.get("finish")
     fig, axes = plt.subplots(1, 2 if finish else 1, figsize=(12 if finish else 6.5, 4.8), squeeze=False)
     ax = axes[0][0]
     steps = [{**history["seed"], "dir": history["seed"].get("dir", "step_00")}] + history["steps"]
     measured = (history.get("comparison") or {}).get("measured_ms", {})
     step_ms = [measured.get(s["dir"], s["measured_ms"]) for s in steps]  # the common timing where there is one
-    ax.plot(step_ms, [s["holdout_top1"] for s in steps], "o-", label="NetAdapt steps")
-    for s, ms in zip(steps, step_ms, strict=True):
-        ax.annotate(str(s["step"]), (ms, s["holdout_top1"]), fontsize=7, alpha=0.7)
+    step_top1 = [s["holdout_top1"] for s in steps]
+    ax.plot(step_ms, step_top1, "o-", color="C0", label="NetAdapt steps (one network, narrowed)")
+    for s, ms, top1 in zip(steps, step_ms, step_top1, strict=True):
+        _label(ax, "seed" if s["step"] == 0 else f"step {s['step']}", (ms, top1), color="C0")
     uniform = [u for u in history.get("uniform", []) if u["name"] in measured]
     if uniform:
-        ax.plot([measured[u["name"]] for u in uniform], [u["holdout_top1"] for u in uniform], "s--",
-                label="uniform width multipliers")  # fmt: skip
+        ax.plot([measured[u["name"]] for u in uniform], [u["holdout_top1"] for u in uniform], "s--", color="C1",
+                label="uniform width multipliers of the seed")  # fmt: skip
         for u in uniform:
-            ax.annotate(f"x{u['width_mult']:g}", (measured[u["name"]], u["holdout_top1"]), fontsize=7, alpha=0.7)
-    ax.axvline(history["budget_ms"], color="gray", lw=0.8, ls=":", label="target")
+            _label(ax, f"x{u['width_mult']:g}", (measured[u["name"]], u["holdout_top1"]), below=True, color="C1")
+    ax.axvline(history["budget_ms"], color="gray", lw=0.8, ls=":", label="latency target")
     ax.set(xlabel="measured latency (ms)", ylabel="holdout top-1 (%)", title="search (short fine-tunes)")
-    ax.legend(fontsize=8)
+    _min_span(ax, step_top1 + [u["holdout_top1"] for u in uniform])
+    ax.margins(x=0.12, y=0.15)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
     if finish:
         ax = axes[0][1]
         names = [n for n in ["seed", "adapted"] + [u["name"] for u in uniform] if n in finish and n in measured]
+        how = next((f["how"] for f in finish.values() if "how" in f), "")
         for n in names:
-            marker = "o" if n == "adapted" else "s" if n.startswith("uniform") else "^"
-            ax.plot(measured[n], finish[n]["top1"], marker, label=n, ms=8)
+            x, y, done = measured[n], finish[n]["top1"], "how" in finish[n]
+            name = n.replace("uniform_", "uniform x")
+            if n == "adapted":
+                ax.plot(x, y, "o", color="C0", ms=9)
+            elif done:
+                ax.plot(x, y, "s", color="C1", ms=8)
+            else:  # evaluated as it was, beside networks trained further: not comparable with them
+                ax.plot(x, y, "^", mfc="none", mec="gray", ms=9)
+                name += " (not finished)"
+            _label(ax, f"{name}\n{y:.2f}%", (x, y), color="black" if done else "gray")
         ax.set(
             xlabel="measured latency (ms)",
             ylabel=f"top-1 (%) on {finish['seed'].get('split')}",
-            title=f"finished ({next((f['how'] for f in finish.values() if 'how' in f), '')}, same recipe)",
+            title=f"finished ({how}, same recipe)",
         )
-        ax.legend(fontsize=8)
+        ax.axvline(history["budget_ms"], color="gray", lw=0.8, ls=":")
+        _min_span(ax, [finish[n]["top1"] for n in names])
+        ax.margins(x=0.2, y=0.2)
+        ax.grid(alpha=0.3)
     target = history.get("target", {})
     fig.suptitle(f"NetAdapt on {target.get('runtime', '?')}, {target.get('threads', '?')} thread(s): "
                  f"{(target.get('machine') or {}).get('cpu', '')}", fontsize=9)  # fmt: skip
     fig.tight_layout()
-    from ..io import atomic_write
-
-    written = atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
-    return written
+    return fig

@@ -183,8 +183,8 @@ class ClassificationTask(Task):
             "confusion": metrics["confusion"],
         }
         atomic_write_text(out / "report.json", json.dumps(summary, indent=1) + "\n")
-        pictures = [p for p in (write_curves(out, state.history, "top1", "top-1 (%)"),
-                                _confusion_png(out, metrics["confusion"], spec.labels)) if p]  # fmt: skip
+        pictures = [p for p in (write_curves(out, state.history, "top1", "top-1 (%)", spec.val.name),
+                                _confusion_png(out, metrics["confusion"], spec.labels, held.name)) if p]  # fmt: skip
         best = (f"- best/: epoch {state.best_epoch}, chosen on {spec.val.name} ({len(spec.val):,} images"
                 + (", carved from the training split" if spec.val.name == VAL_NAME and spec.test is not None else "")
                 + (f"), {spec.val.name} top-1 {summary['best_val_top1']:.2f}%" if best_row else ")"))  # fmt: skip
@@ -419,7 +419,7 @@ def run_data(model_dir: Path) -> str:
     return str(data)
 
 
-def _confusion_png(out: Path, confusion: list[list[int]], labels: list[str]) -> Path | None:
+def _confusion_png(out: Path, confusion: list[list[int]], labels: list[str], split: str) -> Path | None:
     plt = pyplot()
     if plt is None:
         return None
@@ -435,7 +435,7 @@ def _confusion_png(out: Path, confusion: list[list[int]], labels: list[str]) -> 
             for j in range(n):
                 color = "white" if confusion[i][j] > peak / 2 else "black"
                 ax.text(j, i, str(confusion[i][j]), ha="center", va="center", fontsize=7, color=color)
-    ax.set(xlabel="predicted", ylabel="true", title="confusion matrix")
+    ax.set(xlabel="predicted", ylabel="true", title=f"confusion matrix on {split}")
     fig.tight_layout()
     matrix = out / "confusion.png"
     atomic_write(matrix, lambda tmp: fig.savefig(tmp, format="png", dpi=100))

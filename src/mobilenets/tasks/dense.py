@@ -101,10 +101,8 @@ class DenseTask(Task):
         return self.batches(self.data.val, order, batch_size, workers=workers, shard=None, start=0, loader_seed=0)
 
     def prediction_grid(self, out: Path, samples: list[tuple]) -> Path | None:
-        """predictions.png: each normalized image with its prediction left and its truth right."""
-        from torchvision.utils import make_grid
-
-        from ..data.show import draw_sample, save_png
+        """predictions.png: each normalized image twice, under "prediction" and "truth" headers."""
+        from ..data.show import draw_sample, grid, legend_entries, save_png
 
         pictures = []
         for image, predicted, truth in samples:
@@ -112,12 +110,15 @@ class DenseTask(Task):
             shown = (
                 image * torch.tensor(self.std).view(-1, 1, 1)[:chans] + torch.tensor(self.mean).view(-1, 1, 1)[:chans]
             )
-            pictures += [draw_sample(shown, predicted, self.data.labels, self.name),
-                         draw_sample(shown, truth, self.data.labels, self.name)]  # fmt: skip
+            pictures += [
+                draw_sample(shown, t, self.data.labels, self.name, with_legend=False) for t in (predicted, truth)
+            ]
         if not pictures:
             return None
+        masks = [m for _, predicted, truth in samples for m in (predicted, truth)]
+        entries = legend_entries(masks, self.data.labels) if self.name == "segmentation" else ()
         path = out / "predictions.png"
-        save_png(make_grid(pictures, nrow=4, padding=2, pad_value=255), path)
+        save_png(grid(pictures, nrow=4, headers=("prediction", "truth"), entries=entries), path)
         return path
 
     def save_model(self, model, directory, metadata):

@@ -96,11 +96,11 @@ class DetectionTask(DenseTask):
         return summary
 
     def grid(self, out, images, preds, truth):
-        """predictions.png: validation images, predicted boxes (score >= 0.3) left, the truth right."""
+        """predictions.png: validation images, predicted boxes (score >= 0.3, with it) left, the truth right."""
         import warnings
 
         warnings.filterwarnings("ignore", message="boxes doesn't contain any box")  # an image with none to draw
-        shown = [{"boxes": p["boxes"][p["scores"] >= 0.3], "labels": p["labels"][p["scores"] >= 0.3]} for p in preds]
+        shown = [{k: p[k][p["scores"] >= 0.3] for k in ("boxes", "labels", "scores")} for p in preds]
         return self.prediction_grid(out, list(zip(images, shown, truth, strict=False)))
 
 
