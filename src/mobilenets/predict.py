@@ -284,7 +284,7 @@ def _dense(model, paths: list[Path], names: list, target, *, min_score: float, *
                 {"box": [round(v, 1) for v in box], "label": labels[i], "index": i, "score": round(s, 4)}
                 for box, i, s in zip(boxes.tolist(), ids.tolist(), scores.tolist(), strict=True)
             ]}  # fmt: skip
-            drawn = {"boxes": boxes, "labels": ids}
+            drawn = {"boxes": boxes, "labels": ids, "scores": scores}  # the picture shows each box's score
         else:
             with torch.inference_mode():
                 drawn = predict_labels(outputs[k : k + 1].float(), (height, width))[0].cpu()
