@@ -73,29 +73,6 @@ def expand_images(images: Iterable[str | os.PathLike], exclude: str | os.PathLik
     return found
 
 
-def _read(path: Path):
-    from PIL import UnidentifiedImageError
-
-    from .preprocessing import open_image
-
-    try:
-        return open_image(path)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"image {path} does not exist") from None
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise ValueError(f"cannot read image {path}: {err}") from None
-
-
-def _converted(path: Path, convert):
-    try:
-        # The conversion takes any PIL mode (16-bit, palette, alpha, CMYK...) or refuses it (ValueError).
-        return convert(_read(path))
-    except ValueError as err:
-        if str(err).startswith("cannot read image"):
-            raise
-        raise ValueError(f"cannot read image {path}: {err}") from None
-
-
 # --- the predictions directory ----------------------------------------------------------------
 
 
@@ -151,30 +128,6 @@ class _Pictures:
         atomic_write_text(self.directory / MANIFEST, json.dumps(document, indent=1) + "\n")
 
 
-def draw_top(image, top: list[dict]):
-    """``image`` (PIL) as a uint8 3 x H x W tensor under a header listing its top classes and probabilities."""
-    import numpy as np
-    import torch
-    from PIL import Image, ImageDraw, ImageFont
-
-    from .preprocessing import to_model_mode
-
-    picture = to_model_mode(image, "RGB")
-    if picture.width < 256:  # a 28 x 28 picture would be narrower than its labels
-        scale = math.ceil(256 / picture.width)
-        picture = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
-    font = ImageFont.load_default()
-    line = 14
-    header = Image.new("RGB", (picture.width, line * len(top) + 6), "white")
-    draw = ImageDraw.Draw(header)
-    for row, entry in enumerate(top):
-        draw.text((4, 3 + row * line), f"{100 * entry['probability']:5.1f}%  {entry['label']}", fill="black", font=font)
-    canvas = Image.new("RGB", (picture.width, header.height + picture.height), "white")
-    canvas.paste(header, (0, 0))
-    canvas.paste(picture, (0, header.height))
-    return torch.from_numpy(np.asarray(canvas).copy()).permute(2, 0, 1)
-
-
 # --- predictions ------------------------------------------------------------------------------
 
 
@@ -201,104 +154,35 @@ def iter_predictions(
     """
     from .devices import resolve_device
     from .io import load_model
+    from .tasks import get_task, task_of
 
     _check_count(topk, "--topk")
     _check_count(batch_size, "--batch-size")
     min_score = check_min_score(min_score)
     target = resolve_device(device)
     model = load_model(directory).to(target).eval()
-    task = getattr(model, "task", "classification")
-    if task == "classification" and not model.num_classes:
+    if not model.num_classes:
         raise ValueError(f"{directory} holds a model without a classifier (num_classes 0); nothing to predict")
+    task = get_task(task_of(model))
     paths = expand_images(images, exclude=save)
     pictures = _Pictures(save, overwrite, str(directory)) if save is not None else None
-    run = _classify if task == "classification" else _dense
     for start in range(0, len(paths), batch_size):
         chunk = paths[start : start + batch_size]
         names = pictures.names(chunk) if pictures is not None else [None] * len(chunk)
-        yield from run(model, chunk, names, target, topk=topk, min_score=min_score)
+        results = task.predict(model, chunk, target, topk=topk, min_score=min_score)
+        for name, (result, draw) in zip(names, results, strict=True):
+            if name is not None:
+                with warnings.catch_warnings():  # torchvision warns about an image without boxes
+                    warnings.simplefilter("ignore", UserWarning)
+                    _save(draw(), name)
+                result["picture"] = str(name)
+            yield result
 
 
 def _save(picture, name) -> None:
     from .data.show import save_png
 
     save_png(picture, name)
-
-
-def _classify(model, paths: list[Path], names: list, target, *, topk: int, **_) -> Iterator[dict]:
-    import torch
-
-    from .preprocessing import default_preprocessing
-
-    transform = (model.preprocessing or default_preprocessing(model.in_chans)).transform()
-    batch = torch.stack([_converted(path, transform) for path in paths])
-    with torch.inference_mode():
-        probs = model(batch.to(target)).softmax(-1).cpu()
-    values, indices = probs.topk(min(topk, model.num_classes), dim=-1)
-    labels = model.labels
-    for path, name, vals, idxs in zip(paths, names, values.tolist(), indices.tolist(), strict=True):
-        top = [{"index": i, "label": labels[i] if labels else f"class {i}", "probability": v}
-               for v, i in zip(vals, idxs, strict=True)]  # fmt: skip
-        result = {"image": str(path), "top": top}
-        if name is not None:
-            _save(draw_top(_read(path), top), name)  # read again: the chunk keeps no pictures meanwhile
-            result["picture"] = str(name)
-        yield result
-
-
-def _dense(model, paths: list[Path], names: list, target, *, min_score: float, **_) -> Iterator[dict]:
-    import numpy as np
-    import torch
-    import torch.nn.functional as F
-    from torchvision.transforms.functional import pil_to_tensor
-
-    from .data.show import draw_sample
-    from .preprocessing import default_preprocessing, to_model_mode
-    from .tasks.segmentation import predict_labels
-
-    pre = model.preprocessing or default_preprocessing(model.in_chans)
-    labels = model.labels or [f"class {i}" for i in range(model.num_classes)]
-    mean = torch.tensor(pre.mean).view(-1, 1, 1)
-    std = torch.tensor(pre.std).view(-1, 1, 1)
-    mode = "L" if model.in_chans == 1 else "RGB"
-    images = [pil_to_tensor(_converted(path, lambda image: to_model_mode(image, mode))) for path in paths]
-    inputs = []
-    for image in images:  # each resized whole to the model's input
-        x = F.interpolate(image[None].float() / 255, size=pre.input_size, mode="bilinear", antialias=True)[0]
-        if pre.channel_order == "BGR":
-            x = x.flip(0)
-        inputs.append((x * pre.value_range - mean) / std)
-    batch = torch.stack(inputs).to(target)
-    with torch.inference_mode():
-        outputs = model.detect(batch) if model.task == "detection" else model(batch)
-    for k, (path, name, image) in enumerate(zip(paths, names, images, strict=True)):
-        height, width = image.shape[-2:]
-        if model.task == "detection":
-            found = outputs[k]
-            keep = found["scores"] >= min_score
-            scale = torch.tensor([width / pre.input_size[1], height / pre.input_size[0]] * 2)
-            boxes = found["boxes"][keep].cpu() * scale
-            ids = found["labels"][keep].cpu()
-            scores = found["scores"][keep].cpu()
-            result = {"image": str(path), "detections": [
-                {"box": [round(v, 1) for v in box], "label": labels[i], "index": i, "score": round(s, 4)}
-                for box, i, s in zip(boxes.tolist(), ids.tolist(), scores.tolist(), strict=True)
-            ]}  # fmt: skip
-            drawn = {"boxes": boxes, "labels": ids, "scores": scores}  # the picture shows each box's score
-        else:
-            with torch.inference_mode():
-                drawn = predict_labels(outputs[k : k + 1].float(), (height, width))[0].cpu()
-            counts = torch.bincount(drawn.flatten(), minlength=len(labels)).tolist()
-            dtype = np.uint8 if len(labels) <= 256 else np.int32
-            result = {"image": str(path), "mask": drawn.numpy().astype(dtype),
-                      "pixels": {labels[c]: n for c, n in enumerate(counts) if n}}  # fmt: skip
-        if name is not None:
-            with warnings.catch_warnings():  # torchvision warns about an image without boxes
-                warnings.simplefilter("ignore", UserWarning)
-                picture = draw_sample(image, drawn, labels, model.task)
-            _save(picture, name)
-            result["picture"] = str(name)
-        yield result
 
 
 def predict(

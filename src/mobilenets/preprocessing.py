@@ -181,3 +181,26 @@ def read_image(path: str | Path, mode: str):
     from torchvision.transforms.v2.functional import pil_to_tensor
 
     return pil_to_tensor(to_model_mode(open_image(path), mode))
+
+
+def read_user_image(path: Path):
+    """The image a user gave (open_image), or one line naming it and why it cannot be read."""
+    from PIL import UnidentifiedImageError
+
+    try:
+        return open_image(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"image {path} does not exist") from None
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise ValueError(f"cannot read image {path}: {err}") from None
+
+
+def read_converted(path: Path, convert):
+    """``convert(image)`` of ``read_user_image(path)``; a conversion's refusal names the file too."""
+    try:
+        # The conversion takes any PIL mode (16-bit, palette, alpha, CMYK...) or refuses it (ValueError).
+        return convert(read_user_image(path))
+    except ValueError as err:
+        if str(err).startswith("cannot read image"):
+            raise
+        raise ValueError(f"cannot read image {path}: {err}") from None

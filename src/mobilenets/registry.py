@@ -71,6 +71,11 @@ def register(
     _REGISTRY[name] = ModelEntry(name, builder, dict(fixed), tuple(published), description, task)
 
 
+def registered_builders() -> dict[str, Callable[..., nn.Module]]:
+    """The builders of every registered model, by their name (a config.json's ``family``)."""
+    return {e.builder.__name__: e.builder for e in _REGISTRY.values()}
+
+
 def list_models(pattern: str = "*", task: str | None = None) -> list[str]:
     """Registered names matching a shell-style ``pattern`` (``"mobilenet_v3_*"``), of one ``task`` if given."""
     return sorted(n for n, e in _REGISTRY.items() if fnmatch.fnmatchcase(n, pattern) and task in (None, e.task))

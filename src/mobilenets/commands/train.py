@@ -160,14 +160,10 @@ def cmd_train(args) -> int:
     if summary.get("stopped_early"):
         print(f"stopped after step {summary['step']}; continue with `mobilenets train --resume {config.output}`")
         return 0
+    from ..tasks import get_task
+
     size = f"{summary['params']:,} params, {summary['madds'] / 1e6:.2f}M MAdds"
-    if "top1" in summary:
-        figures = (f"final epoch's {summary['split']} top-1 {summary['top1']:.2f}%  top-5 {summary['top5']:.2f}%  "
-                   f"(best/ is epoch {summary['best_epoch']}, chosen on {summary['val_split']})")  # fmt: skip
-    elif "map" in summary:
-        figures = f"val mAP@[.5:.95] {summary['map']:.3f}  mAP50 {summary['map50']:.3f}  mAP75 {summary['map75']:.3f}"
-    else:
-        figures = f"val mIoU {summary['miou']:.3f}  pixel accuracy {summary['pixel_accuracy']:.3f}"
+    figures = get_task(summary["task"]).headline(summary)
     print(f"{summary['model']}: {figures}  ({size})")
     elapsed = time.time() - started
     print(f"wall time of this command {elapsed:.0f} s ({elapsed / 60:.1f} min); report: {config.output}/report.md")
@@ -175,24 +171,15 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from ..training import evaluate
+    from ..tasks import get_task
 
-    task = _saved_task(args.path)
-    if task != "classification":
-        return _eval_dense(args, task)
-    metrics = evaluate(args.path, args.data, batch_size=args.batch_size, limit=args.limit, workers=args.workers,
-                       tta=args.tta, device=args.device)  # fmt: skip
+    task = get_task(_saved_task(args.path))
+    metrics = task.evaluate_saved(args.path, args.data, limit=args.limit, batch_size=args.batch_size,
+                                  workers=args.workers, device=args.device, tta=args.tta)  # fmt: skip
     if args.json:
         print(json.dumps({k: v for k, v in metrics.items() if k != "confusion"}))
         return 0
-    print(
-        f"{metrics['model']} on {metrics['data']}"
-        + (" (the run's data)" if metrics["data_from"] == "run.json" else "")
-        + f" ({metrics['split']}, {metrics['images']} images): "
-        f"top-1 {metrics['top1']:.2f}%  top-5 {metrics['top5']:.2f}%  loss {metrics['loss']:.4f}"
-        + ("  (flip TTA)" if metrics["tta"] else "")
-        + (f"  ({metrics['skipped']} unreadable images skipped)" if metrics["skipped"] else "")
-    )
+    print("\n".join(task.eval_lines(metrics)))
     return 0
 
 
@@ -201,35 +188,9 @@ def _saved_task(path: str) -> str:
     from pathlib import Path
 
     from ..io import CONFIG_FILE, read_config
-    from ..registry import get_entry, list_models
+    from ..tasks import task_of
 
     model_dir = Path(path) / "best" if (Path(path) / "best" / CONFIG_FILE).is_file() else Path(path)
     if not (model_dir / CONFIG_FILE).is_file():
         return "classification"  # evaluate() names what is missing
-    name = read_config(model_dir).get("name")
-    return get_entry(name).task if name in list_models() else "classification"
-
-
-def _eval_dense(args, task: str) -> int:
-    from ..tasks.dense import evaluate_saved
-
-    if task == "detection":
-        from ..tasks.detection.task import DetectionTask as Task
-    else:
-        from ..tasks.segmentation import SegmentationTask as Task
-    if args.tta:
-        raise ValueError(f"--tta is for classifiers; a {task} model is evaluated without it")
-    metrics = evaluate_saved(Task(), args.path, args.data, limit=args.limit, batch_size=min(args.batch_size, 64),
-                             workers=args.workers, device=args.device)  # fmt: skip
-    if args.json:
-        print(json.dumps(metrics))
-        return 0
-    if task == "detection":
-        figures = f"mAP@[.5:.95] {metrics['map']:.3f}  mAP50 {metrics['map50']:.3f}  mAP75 {metrics['map75']:.3f}"
-        per_class = metrics["per_class"]
-    else:
-        figures = f"mIoU {metrics['miou']:.3f}  pixel accuracy {metrics['pixel_accuracy']:.3f}"
-        per_class = metrics["iou"]
-    print(f"{metrics['model']} on {metrics['data']} ({metrics['images']} val images): {figures}")
-    print("  " + ", ".join(f"{k} {v:.3f}" for k, v in per_class.items()))
-    return 0
+    return task_of(read_config(model_dir).get("name"))

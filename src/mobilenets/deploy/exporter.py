@@ -105,12 +105,13 @@ def describe(model: nn.Module, shape: tuple) -> dict[str, str]:
     channel order, value range, mean and std (JSON), and the whole preprocessing (JSON)."""
     from .. import __version__
     from ..preprocessing import default_preprocessing
+    from ..tasks import task_of
 
     pre = getattr(model, "preprocessing", None) or default_preprocessing(getattr(model, "in_chans", 3))
     labels = getattr(model, "labels", None)
     return {
         "model": str(getattr(model, "name", type(model).__name__)),
-        "task": str(getattr(model, "task", "classification")),
+        "task": task_of(model),
         "labels": json.dumps(list(labels) if labels is not None else None),
         "input_size": json.dumps(list(shape[2:])),
         "channel_order": pre.channel_order,

@@ -15,6 +15,10 @@ def family_builder(family: str):
     from .. import models
 
     builder = getattr(models, family, None) if family in models.FAMILIES else None
+    if builder is None:  # a family registered by a task's own files (a plugin); still only code we imported
+        from ..registry import registered_builders
+
+        builder = registered_builders().get(family)
     if builder is None:
         raise ValueError(f"unknown model family {family!r}; known: {', '.join(sorted(models.FAMILIES))}")
     return builder

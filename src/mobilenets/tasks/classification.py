@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from ..training.checkpoint import BEST_DIR, FINAL_DIR, RUN_CONFIG
 from ..training.engine import read_run_config
 from ..training.report import pyplot, write_curves, write_markdown
 from ..training.task import Task
+from . import register_task
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +209,44 @@ class ClassificationTask(Task):
         )  # fmt: skip
         return summary
 
+    # --- what the commands ask of the task -----------------------------------------------------------
+
+    @classmethod
+    def evaluate_saved(cls, path, data, *, limit, batch_size, workers, device, tta):
+        return evaluate(path, data, batch_size=batch_size, limit=limit, workers=workers, tta=tta, device=device)
+
+    @classmethod
+    def eval_lines(cls, metrics):
+        return [
+            f"{metrics['model']} on {metrics['data']}"
+            + (" (the run's data)" if metrics["data_from"] == "run.json" else "")
+            + f" ({metrics['split']}, {metrics['images']} images): "
+            f"top-1 {metrics['top1']:.2f}%  top-5 {metrics['top5']:.2f}%  loss {metrics['loss']:.4f}"
+            + ("  (flip TTA)" if metrics["tta"] else "")
+            + (f"  ({metrics['skipped']} unreadable images skipped)" if metrics["skipped"] else "")
+        ]
+
+    @classmethod
+    def headline(cls, summary):
+        return (f"final epoch's {summary['split']} top-1 {summary['top1']:.2f}%  top-5 {summary['top5']:.2f}%  "
+                f"(best/ is epoch {summary['best_epoch']}, chosen on {summary['val_split']})")  # fmt: skip
+
+    @classmethod
+    def predict(cls, model, paths, device, *, topk, min_score):
+        from ..preprocessing import default_preprocessing, read_converted, read_user_image
+
+        transform = (model.preprocessing or default_preprocessing(model.in_chans)).transform()
+        batch = torch.stack([read_converted(path, transform) for path in paths])
+        with torch.inference_mode():
+            probs = model(batch.to(device)).softmax(-1).cpu()
+        values, indices = probs.topk(min(topk, model.num_classes), dim=-1)
+        labels = model.labels
+        for path, vals, idxs in zip(paths, values.tolist(), indices.tolist(), strict=True):
+            top = [{"index": i, "label": labels[i] if labels else f"class {i}", "probability": v}
+                   for v, i in zip(vals, idxs, strict=True)]  # fmt: skip
+            # the picture reads the file again: a batch keeps no pictures meanwhile
+            yield {"image": str(path), "top": top}, (lambda path=path, top=top: draw_top(read_user_image(path), top))
+
 
 def warn_if_collapsed(confusion: list[list[int]], labels: list[str], what: str) -> bool:
     """Warn when every prediction falls in one class (a model that learned nothing yet, or batch-norm statistics
@@ -222,7 +262,7 @@ def warn_if_collapsed(confusion: list[list[int]], labels: list[str], what: str) 
     return True
 
 
-TASK = ClassificationTask
+TASK = register_task(ClassificationTask)
 
 
 def _init_architecture(config, run_dir: Path, resume: bool) -> dict:
@@ -441,3 +481,27 @@ def _confusion_png(out: Path, confusion: list[list[int]], labels: list[str], spl
     atomic_write(matrix, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)
     return matrix
+
+
+def draw_top(image, top: list[dict]):
+    """``image`` (PIL) as a uint8 3 x H x W tensor under a header listing its top classes and probabilities."""
+    import numpy as np
+    import torch
+    from PIL import Image, ImageDraw, ImageFont
+
+    from ..preprocessing import to_model_mode
+
+    picture = to_model_mode(image, "RGB")
+    if picture.width < 256:  # a 28 x 28 picture would be narrower than its labels
+        scale = math.ceil(256 / picture.width)
+        picture = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
+    font = ImageFont.load_default()
+    line = 14
+    header = Image.new("RGB", (picture.width, line * len(top) + 6), "white")
+    draw = ImageDraw.Draw(header)
+    for row, entry in enumerate(top):
+        draw.text((4, 3 + row * line), f"{100 * entry['probability']:5.1f}%  {entry['label']}", fill="black", font=font)
+    canvas = Image.new("RGB", (picture.width, header.height + picture.height), "white")
+    canvas.paste(header, (0, 0))
+    canvas.paste(picture, (0, header.height))
+    return torch.from_numpy(np.asarray(canvas).copy()).permute(2, 0, 1)

@@ -128,6 +128,36 @@ class DenseTask(Task):
         save_model(model, directory, labels=list(self.data.labels), preprocessing=model.preprocessing,
                    metadata=meta, overwrite=True)  # fmt: skip
 
+    # --- what the commands ask of the task -----------------------------------------------------------
+
+    @classmethod
+    def evaluate_saved(cls, path, data, *, limit, batch_size, workers, device, tta):
+        if tta:
+            raise ValueError(f"--tta is for classifiers; a {cls.name} model is evaluated without it")
+        return evaluate_saved(cls(), path, data, limit=limit, batch_size=min(batch_size, 64), workers=workers,
+                              device=device)  # fmt: skip
+
+    @classmethod
+    def whole_images(cls, model: nn.Module, paths: list[Path], device) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """A batch of the images at ``paths``, each resized whole to the model's input and normalized, and the
+        images themselves (uint8, their own size): boxes and masks cover all of an image, so nothing is cropped."""
+        import torch.nn.functional as F
+        from torchvision.transforms.functional import pil_to_tensor
+
+        from ..preprocessing import default_preprocessing, read_converted, to_model_mode
+
+        pre = model.preprocessing or default_preprocessing(model.in_chans)
+        mean, std = torch.tensor(pre.mean).view(-1, 1, 1), torch.tensor(pre.std).view(-1, 1, 1)
+        mode = "L" if model.in_chans == 1 else "RGB"
+        images = [pil_to_tensor(read_converted(path, lambda image: to_model_mode(image, mode))) for path in paths]
+        inputs = []
+        for image in images:
+            x = F.interpolate(image[None].float() / 255, size=pre.input_size, mode="bilinear", antialias=True)[0]
+            if pre.channel_order == "BGR":
+                x = x.flip(0)
+            inputs.append((x * pre.value_range - mean) / std)
+        return torch.stack(inputs).to(device), images
+
 
 def backbone_chans(source: str | None) -> int:
     """The input channels of an ``--init-backbone`` source (3 without one): the head's model takes the same."""

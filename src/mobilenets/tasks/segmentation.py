@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from . import register_task
 from .dense import DenseTask, backbone_chans
 
 log = logging.getLogger(__name__)
@@ -241,5 +242,34 @@ class SegmentationTask(DenseTask):
         """predictions.png: validation images with the predicted mask left and the true mask right."""
         return self.prediction_grid(out, shown)
 
+    @classmethod
+    def eval_lines(cls, metrics):
+        return [f"{metrics['model']} on {metrics['data']} ({metrics['images']} val images): mIoU "
+                f"{metrics['miou']:.3f}  pixel accuracy {metrics['pixel_accuracy']:.3f}",
+                "  " + ", ".join(f"{k} {v:.3f}" for k, v in metrics["iou"].items())]  # fmt: skip
 
-TASK = SegmentationTask
+    @classmethod
+    def headline(cls, summary):
+        return f"val mIoU {summary['miou']:.3f}  pixel accuracy {summary['pixel_accuracy']:.3f}"
+
+    @classmethod
+    def predict(cls, model, paths, device, *, topk, min_score):
+        import numpy as np
+
+        from ..data.show import draw_sample
+
+        batch, images = cls.whole_images(model, paths, device)
+        with torch.inference_mode():
+            outputs = model(batch)
+        labels = model.labels or [f"class {i}" for i in range(model.num_classes)]
+        for k, (path, image) in enumerate(zip(paths, images, strict=True)):
+            with torch.inference_mode():
+                mask = predict_labels(outputs[k : k + 1].float(), tuple(image.shape[-2:]))[0].cpu()
+            counts = torch.bincount(mask.flatten(), minlength=len(labels)).tolist()
+            dtype = np.uint8 if len(labels) <= 256 else np.int32
+            result = {"image": str(path), "mask": mask.numpy().astype(dtype),
+                      "pixels": {labels[c]: n for c, n in enumerate(counts) if n}}  # fmt: skip
+            yield result, (lambda image=image, mask=mask: draw_sample(image, mask, labels, cls.name))
+
+
+TASK = register_task(SegmentationTask)

@@ -3,11 +3,13 @@
 from ..data.classification import DataSpec, load_data, load_idx_dir
 from .engine import TrainConfig, TrainingDiverged, fit, read_run_config, resume_config, train
 from .recipes import RECIPES, Recipe, get_recipe
+from .task import Task
 
 __all__ = [
     "RECIPES",
     "DataSpec",
     "Recipe",
+    "Task",
     "TrainConfig",
     "TrainingDiverged",
     "evaluate",

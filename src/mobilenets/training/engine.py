@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
-import importlib
 import io
 import json
 import logging
@@ -23,6 +22,7 @@ from torch import nn
 
 from ..io import atomic_write_text, check_output, read_config
 from ..registry import get_entry
+from ..tasks import get_task, task_of
 from .checkpoint import (
     BEST_DIR,
     CHECKPOINT,
@@ -48,12 +48,6 @@ __all__ = [
     "BEST_DIR", "CHECKPOINT", "FINAL_DIR", "RUN_CONFIG", "TrainConfig", "fit", "lr_factor", "param_groups", "train",
 ]  # fmt: skip
 
-# The task modules a registry entry's ``task`` names; each defines ``TASK``, its Task class.
-TASK_MODULES = {
-    "classification": "mobilenets.tasks.classification",
-    "detection": "mobilenets.tasks.detection.task",
-    "segmentation": "mobilenets.tasks.segmentation",
-}
 # Options a resumed run may change: they do not alter the arithmetic of the remaining steps
 # (epochs does, through the schedule, and is allowed with a warning).
 SAFE_ON_RESUME = (
@@ -206,10 +200,7 @@ def task_for(config: TrainConfig) -> Task:
     name = config.model or (read_config(config.init).get("name") if config.init else None)
     if not name:
         raise ValueError("train needs a model: give --model NAME (or --init MODEL_DIR to start from saved weights)")
-    kind = get_entry(name).task
-    if kind not in TASK_MODULES:
-        raise ValueError(f"{name} is a {kind} model, which `train` does not support yet")
-    return importlib.import_module(TASK_MODULES[kind]).TASK()
+    return get_task(task_of(name))()
 
 
 def fit(task: Task, config: TrainConfig, *, resume: bool = False, overwrite: bool = False) -> dict:

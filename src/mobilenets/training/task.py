@@ -3,7 +3,10 @@
 The engine (``mobilenets.training.engine.fit``) owns everything tasks share: recipes, param
 groups, the lr schedule, EMA, gradient accumulation, channels_last/bf16, atomic checkpoints and
 exact resume, the NaN guard, DDP, progress, CSV/TensorBoard, the best model and the report.
-A new task is a new subclass; the loop is never copied.
+A new task is a new subclass, added to the task table (``mobilenets.tasks.register_task``); the loop is
+never copied. Beyond training, a task says how its saved models are evaluated (``evaluate_saved``,
+``eval_lines``), how a finished run is summed up (``headline``) and how it predicts (``predict``): the
+commands ask the task table and name no task.
 """
 
 from __future__ import annotations
@@ -90,3 +93,29 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def report(self, out: Path, best_dir: Path, *, config, recipe, state, wall_seconds: float) -> dict:
         """The final evaluation of the best model, the report's pictures, and the run's summary."""
+
+    # --- what the commands ask of a task (classmethods: no data is loaded for them) -----------------------
+
+    @classmethod
+    def evaluate_saved(cls, path: Path, data: str | None, *, limit: int, batch_size: int, workers: int,
+                       device: str, tta: bool) -> dict:  # fmt: skip
+        """``mobilenets eval``: the metrics of a run's model (or a model directory) on ``data`` (the run's own
+        when None), with ``model``, ``data`` and ``images`` keys beside the task's figures."""
+        raise NotImplementedError(f"{cls.name} models cannot be evaluated from the command line yet")
+
+    @classmethod
+    def eval_lines(cls, metrics: dict) -> list[str]:
+        """What ``mobilenets eval`` prints of ``evaluate_saved``'s metrics."""
+        figures = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, float))
+        return [f"{metrics.get('model')} on {metrics.get('data')} ({metrics.get('images')} images): {figures}"]
+
+    @classmethod
+    def headline(cls, summary: dict) -> str:
+        """The figures ``mobilenets train`` prints of ``report``'s summary (after the model's name)."""
+        return "  ".join(f"{k} {v:.4g}" for k, v in summary.items() if isinstance(v, float))
+
+    @classmethod
+    def predict(cls, model: nn.Module, paths: list[Path], device, *, topk: int, min_score: float):
+        """``mobilenets predict``: for each image of ``paths`` (one batch), ``(result, draw)``: the JSON-ready
+        result dict, and a function that returns the picture (uint8 3 x H x W) ``--save`` writes."""
+        raise NotImplementedError(f"{cls.name} models cannot predict from the command line yet")

@@ -11,6 +11,7 @@ from ...data.load import load_detection_data
 from ...io import atomic_write_text, load_model
 from ...models.factory import create_model
 from ...training.report import write_curves, write_markdown
+from .. import register_task
 from ..coco_map import coco_map
 from ..dense import DenseTask, backbone_chans
 
@@ -103,5 +104,36 @@ class DetectionTask(DenseTask):
         shown = [{k: p[k][p["scores"] >= 0.3] for k in ("boxes", "labels", "scores")} for p in preds]
         return self.prediction_grid(out, list(zip(images, shown, truth, strict=False)))
 
+    @classmethod
+    def eval_lines(cls, metrics):
+        return [f"{metrics['model']} on {metrics['data']} ({metrics['images']} val images): mAP@[.5:.95] "
+                f"{metrics['map']:.3f}  mAP50 {metrics['map50']:.3f}  mAP75 {metrics['map75']:.3f}",
+                "  " + ", ".join(f"{k} {v:.3f}" for k, v in metrics["per_class"].items())]  # fmt: skip
 
-TASK = DetectionTask
+    @classmethod
+    def headline(cls, summary):
+        return f"val mAP@[.5:.95] {summary['map']:.3f}  mAP50 {summary['map50']:.3f}  mAP75 {summary['map75']:.3f}"
+
+    @classmethod
+    def predict(cls, model, paths, device, *, topk, min_score):
+        from ...data.show import draw_sample
+
+        batch, images = cls.whole_images(model, paths, device)
+        with torch.inference_mode():
+            found = model.detect(batch)
+        labels = model.labels or [f"class {i}" for i in range(model.num_classes)]
+        size = model.preprocessing.input_size if model.preprocessing else batch.shape[-2:]
+        for path, image, one in zip(paths, images, found, strict=True):
+            height, width = image.shape[-2:]
+            keep = one["scores"] >= min_score
+            scale = torch.tensor([width / size[1], height / size[0]] * 2)  # boxes in the image's own pixels
+            boxes, ids, scores = one["boxes"][keep].cpu() * scale, one["labels"][keep].cpu(), one["scores"][keep].cpu()
+            result = {"image": str(path), "detections": [
+                {"box": [round(v, 1) for v in box], "label": labels[i], "index": i, "score": round(s, 4)}
+                for box, i, s in zip(boxes.tolist(), ids.tolist(), scores.tolist(), strict=True)
+            ]}  # fmt: skip
+            drawn = {"boxes": boxes, "labels": ids, "scores": scores}  # the picture shows each box's score
+            yield result, (lambda image=image, drawn=drawn: draw_sample(image, drawn, labels, cls.name))
+
+
+TASK = register_task(DetectionTask)

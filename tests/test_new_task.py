@@ -1,0 +1,44 @@
+"""A new task by new files only: tests/toy_keypoints.py registers a model and a task, and the command line
+trains, resumes, evaluates, predicts and exports it without a line of mobilenets naming it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from PIL import Image
+
+from mobilenets.cli import main
+
+
+def test_a_fourth_task_runs_through_every_command(tmp_path, capsys):
+    import toy_keypoints
+
+    run = tmp_path / "run"
+    argv = ["train", "-m", "toy_keypoints", "-d", "dots", "-o", str(run), "--epochs", "3", "-b", "32", "--lr", "0.1",
+            "--threads", "1", "--no-progress", "--no-tensorboard", "--checkpoint-every", "2"]  # fmt: skip
+    assert main([*argv, "--max-steps", "10"]) == 0  # stopped mid-epoch 2 ...
+    assert "continue with `mobilenets train --resume" in capsys.readouterr().out
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 0  # ... and resumed to the end
+    out = capsys.readouterr().out
+    report = json.loads((run / "report.json").read_text())
+    assert report["task"] == "keypoints" and f"val error {report['error_px']:.2f} px" in out
+    assert report["error_px"] < 8  # it learned something (a random guess is ~12 px off)
+
+    assert main(["eval", str(run), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["error_px"] == report["error_px"]
+
+    images, xy = toy_keypoints.dots(2, seed=9)
+    for k, image in enumerate(images):
+        Image.fromarray(image[0].numpy()).save(tmp_path / f"dot{k}.png")
+    pictures = tmp_path / "pictures"
+    argv = ["predict", str(run / "best"), str(tmp_path / "dot0.png"), str(tmp_path / "dot1.png"), "--json"]
+    assert main([*argv, "--save", str(pictures)]) == 0
+    results = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [len(r["keypoints"]) for r in results] == [1, 1]
+    assert np.asarray(Image.open(pictures / "dot0.png")).shape == (32, 32, 3)
+
+    assert main(["export", str(run / "best"), "-o", str(tmp_path / "dots.onnx")]) == 0
+    from mobilenets.deploy import metadata_of
+
+    assert metadata_of(tmp_path / "dots.onnx")["task"] == "keypoints"
