@@ -335,7 +335,7 @@ def _box_picture(side, scores=None):
     target = {"boxes": torch.tensor([[side * 0.25, side * 0.4, side * 0.75, side * 0.9]]), "labels": torch.tensor([1])}
     if scores is not None:
         target["scores"] = torch.tensor(scores)
-    return draw_sample(torch.zeros(3, side, side, dtype=torch.uint8), target, ["background", "shirt"], "detection")
+    return draw_sample(torch.zeros(3, side, side, dtype=torch.uint8), target, ["background", "shirt"])
 
 
 def _lit(picture, row):
@@ -374,7 +374,7 @@ def test_segmentation_picture_has_a_legend_of_the_classes_present():
     labels = ["background", "shirt", "coat", "bag"]
     mask = torch.zeros(128, 128, dtype=torch.long)
     mask[10:40, 10:40], mask[60:100, 60:100] = 1, 3
-    picture = draw_sample(torch.zeros(1, 128, 128), mask, labels, "segmentation")
+    picture = draw_sample(torch.zeros(1, 128, 128), mask, labels)
     assert picture.shape[1] > picture.shape[2] == 256  # enlarged x2, a legend strip under the image
     strip = picture[:, 256:].permute(1, 2, 0).reshape(-1, 3)
     shown = {tuple(c) for c in strip.tolist()}

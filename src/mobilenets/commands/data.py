@@ -47,17 +47,6 @@ def _canvas_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=int, help="canvas size in pixels (default: the name's, 128)")
 
 
-def _task(name: str) -> str:
-    from ..data.canvas import CanvasSpec, is_canvas_name
-
-    if is_canvas_name(name):
-        return "detection" if CanvasSpec.parse(name).task == "det" else "segmentation"
-    root = Path(name)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{name}: not a built-in dataset (fmnist-det, fmnist-seg) nor a directory")
-    return "detection" if (root / "annotations").is_dir() else "segmentation"
-
-
 def _spec_name(args) -> str:
     from ..data.canvas import CanvasSpec, is_canvas_name
 
@@ -69,10 +58,9 @@ def _spec_name(args) -> str:
 
 
 def _load(name: str, resolution: int | None = None, val_limit: int = 0):
-    from ..data import load_detection_data, load_segmentation_data
+    from ..data.load import load_task_data
 
-    load = load_detection_data if _task(name) == "detection" else load_segmentation_data
-    return load(name, resolution=resolution, val_limit=val_limit)
+    return load_task_data(name, resolution=resolution, val_limit=val_limit)
 
 
 def cmd_export(args) -> int:

@@ -181,3 +181,19 @@ def _directory(data: str | Path, task: str, expected: str) -> Path:
     if not path.is_dir():
         raise FileNotFoundError(f"--data {data}: no such directory and not a built-in {task} dataset; give {expected}")
     return path
+
+
+def load_task_data(name: str, *, resolution: int | None = None, val_limit: int = 0) -> TaskData:
+    """Canvases (``fmnist-det``, ``fmnist-seg``...), a COCO directory (``annotations/``) or a VOC-layout one,
+    with the loader the data itself calls for (``data show``, ``info`` and ``export`` read any of them)."""
+    from .canvas import CanvasSpec, is_canvas_name
+
+    if is_canvas_name(name):
+        boxes = CanvasSpec.parse(name).task == "det"
+    else:
+        root = Path(name)
+        if not root.is_dir():
+            raise FileNotFoundError(f"{name}: not a built-in dataset (fmnist-det, fmnist-seg) nor a directory")
+        boxes = (root / "annotations").is_dir()
+    load = load_detection_data if boxes else load_segmentation_data
+    return load(name, resolution=resolution, val_limit=val_limit)

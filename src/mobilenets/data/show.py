@@ -45,13 +45,13 @@ def _uint8_rgb(image: torch.Tensor) -> torch.Tensor:
     return image.expand(3, -1, -1) if image.shape[0] == 1 else image[:3]
 
 
-def _enlarge(image: torch.Tensor, target, task: str):
+def _enlarge(image: torch.Tensor, target):
     """Small images grow by a whole factor (nearest neighbour: pixels stay sharp), boxes or mask with them."""
     factor = math.ceil(MIN_SIDE / max(1, min(image.shape[-2:])))
     if factor <= 1:
         return image, target
     image = image.repeat_interleave(factor, -2).repeat_interleave(factor, -1)
-    if task == "detection":
+    if isinstance(target, dict):  # boxes
         return image, {**target, "boxes": target["boxes"].float() * factor}
     return image, target.repeat_interleave(factor, -2).repeat_interleave(factor, -1)
 
@@ -137,14 +137,14 @@ def legend(entries, width: int, size: int) -> torch.Tensor:
     return _to_tensor(pil)
 
 
-def draw_sample(image: torch.Tensor, target, labels: list[str], task: str, *, with_legend: bool = True) -> torch.Tensor:
-    """One sample as a uint8 3 x H x W picture, enlarged when small: boxes with their class names (and
-    scores when ``target`` has "scores"), or masks at 60% opacity (background undrawn, ignored pixels white)
-    above a legend of the classes present (``with_legend``)."""
+def draw_sample(image: torch.Tensor, target, labels: list[str], *, with_legend: bool = True) -> torch.Tensor:
+    """One sample as a uint8 3 x H x W picture, enlarged when small: for a dict target, boxes with their class
+    names (and scores when it has "scores"); for a mask, its classes at 60% opacity (background undrawn, ignored
+    pixels white) above a legend of the classes present (``with_legend``). The target says which."""
     from torchvision.utils import draw_segmentation_masks
 
-    image, target = _enlarge(_uint8_rgb(image), target, task)
-    if task == "detection":
+    image, target = _enlarge(_uint8_rgb(image), target)
+    if isinstance(target, dict):  # {"boxes", "labels"[, "scores"]}; else an (H, W) mask of class indices
         return _draw_boxes(image, target, labels)
     entries = legend_entries([target], labels)
     present = _present(target, len(labels))
@@ -192,11 +192,12 @@ def draw_grid(data: TaskData, *, split: str = "val", count: int = 16, nrow: int 
     for i in range(min(count, len(dataset))):
         sample = dataset[i]
         if sample is not None:
-            pictures.append(draw_sample(sample[0], sample[1], data.labels, data.task, with_legend=False))
+            pictures.append(draw_sample(sample[0], sample[1], data.labels, with_legend=False))
             targets.append(sample[1])
     if not pictures:
         raise ValueError(f"the {split} split of {data.name} has no readable samples to draw")
-    entries = legend_entries(targets, data.labels) if data.task == "segmentation" else ()
+    masks = [t for t in targets if not isinstance(t, dict)]
+    entries = legend_entries(masks, data.labels) if masks else ()
     return grid(pictures, nrow=nrow, entries=entries)
 
 

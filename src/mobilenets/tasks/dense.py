@@ -110,9 +110,7 @@ class DenseTask(Task):
             shown = (
                 image * torch.tensor(self.std).view(-1, 1, 1)[:chans] + torch.tensor(self.mean).view(-1, 1, 1)[:chans]
             )
-            pictures += [
-                draw_sample(shown, t, self.data.labels, self.name, with_legend=False) for t in (predicted, truth)
-            ]
+            pictures += [draw_sample(shown, t, self.data.labels, with_legend=False) for t in (predicted, truth)]
         if not pictures:
             return None
         masks = [m for _, predicted, truth in samples for m in (predicted, truth)]

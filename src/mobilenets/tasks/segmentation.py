@@ -269,7 +269,7 @@ class SegmentationTask(DenseTask):
             dtype = np.uint8 if len(labels) <= 256 else np.int32
             result = {"image": str(path), "mask": mask.numpy().astype(dtype),
                       "pixels": {labels[c]: n for c, n in enumerate(counts) if n}}  # fmt: skip
-            yield result, (lambda image=image, mask=mask: draw_sample(image, mask, labels, cls.name))
+            yield result, (lambda image=image, mask=mask: draw_sample(image, mask, labels))
 
 
 TASK = register_task(SegmentationTask)

@@ -133,7 +133,7 @@ class DetectionTask(DenseTask):
                 for box, i, s in zip(boxes.tolist(), ids.tolist(), scores.tolist(), strict=True)
             ]}  # fmt: skip
             drawn = {"boxes": boxes, "labels": ids, "scores": scores}  # the picture shows each box's score
-            yield result, (lambda image=image, drawn=drawn: draw_sample(image, drawn, labels, cls.name))
+            yield result, (lambda image=image, drawn=drawn: draw_sample(image, drawn, labels))
 
 
 TASK = register_task(DetectionTask)
