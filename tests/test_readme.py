@@ -41,7 +41,7 @@ def test_relative_links_point_to_files(path):
 def test_links_are_found():
     # Guards the link test itself: a pattern that matched nothing would pass every file.
     assert "docs/figures.md" in relative_links(README)
-    assert "images/netadapt_pareto.png" in relative_links(ROOT / "docs" / "netadapt.md")
+    assert "images/netadapt_pareto.png" in relative_links(ROOT / "docs" / "netadapt-record.md")
 
 
 def test_first_screen_says_how_to_install_and_run():
