@@ -325,7 +325,7 @@ def export(
     """
     if format not in FORMATS:
         raise ValueError(f"unsupported export format {format!r}; supported: {', '.join(FORMATS)} "
-                         "(see the README's Deployment section for why no .tflite/.pte)")  # fmt: skip
+                         "(docs/deployment.md says why there is no .tflite/.pte yet)")  # fmt: skip
     writer = export_onnx if format == "onnx" else export_openvino
     return writer(model, path, resolution=resolution, batch=batch, opset=opset, tolerance=tolerance,
                   overwrite=overwrite, nms=nms, dynamic_batch=dynamic_batch)  # fmt: skip

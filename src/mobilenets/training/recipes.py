@@ -163,7 +163,7 @@ RECIPES: dict[str, Recipe] = {
 RECIPES["main"] = RECIPES["fast"].replace(name="main", batch_size=128, lr=0.2, epochs=12, augment={"hflip": True})
 # Pretraining a detector's or LR-ASPP's backbone on Fashion-MNIST (heads.md §4.3): each item pasted at a
 # random 24-64 px on a noise frame, the sizes it has on the canvases, with label smoothing 0.1. At 64x64
-# input, 2 epochs, V3-Small+ SSDLite then learned faster than from full-frame items (docs/training.md).
+# input, 2 epochs, V3-Small+ SSDLite then learned faster than from full-frame items (docs/training-record.md).
 RECIPES["backbone"] = RECIPES["main"].replace(name="backbone", epochs=2, label_smoothing=0.1,
                                               augment={"hflip": True, "paste": (24, 64)})  # fmt: skip
 
