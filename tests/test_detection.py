@@ -19,11 +19,11 @@ from mobilenets.complexity import figure_met
 from mobilenets.io import build_from_config
 from mobilenets.models import ssdlite
 from mobilenets.models.ssdlite import TABLE5_HEAD, check_detector
-from mobilenets.tasks.detection.anchors import AnchorConfig, default_boxes
-from mobilenets.tasks.detection.coder import decode, encode
+from mobilenets.ops.anchors import AnchorConfig, default_boxes
+from mobilenets.ops.coder import decode, encode
 from mobilenets.tasks.detection.loss import LossConfig, ssd_loss
-from mobilenets.tasks.detection.matcher import match
-from mobilenets.tasks.detection.postprocess import PostprocessConfig, postprocess
+from mobilenets.ops.matcher import match
+from mobilenets.ops.postprocess import PostprocessConfig, postprocess
 
 DETECTORS = list_models(task="detection")
 SIZE = 320

@@ -23,10 +23,10 @@ from torch import nn
 
 from ..layers import ConvNormAct, NormConfig
 from ..registry import Published, register
-from ..tasks.detection.anchors import AnchorConfig, default_boxes
-from ..tasks.detection.coder import decode
+from ..ops.anchors import AnchorConfig, default_boxes
+from ..ops.coder import decode
 from ..tasks.detection.loss import LossConfig
-from ..tasks.detection.postprocess import FinalDetections, PostprocessConfig, padded_postprocess
+from ..ops.postprocess import FinalDetections, PostprocessConfig, padded_postprocess
 from .net import FeatureNetwork, Network, check_width
 from .signature import Signature, TensorSpec
 
@@ -212,7 +212,7 @@ class SSDLite(nn.Module):
 
     def postprocess(self, boxes: torch.Tensor, scores: torch.Tensor) -> list[dict[str, torch.Tensor]]:
         """Score threshold, per-class top-k, batched NMS and top-k of the preset (``recipe.post``)."""
-        from ..tasks.detection.postprocess import postprocess
+        from ..ops.postprocess import postprocess
 
         return postprocess(boxes, scores, self.recipe.post)
 

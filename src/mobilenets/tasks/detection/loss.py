@@ -18,8 +18,8 @@ import torch
 from torch.nn import functional as F
 from torchvision.ops import nms, sigmoid_focal_loss
 
-from .coder import BOX_CODER_WEIGHTS, decode, encode
-from .matcher import match
+from ...ops.coder import BOX_CODER_WEIGHTS, decode, encode
+from ...ops.matcher import match
 
 LOSS_KINDS = ("softmax", "sigmoid", "focal")
 
