@@ -21,9 +21,9 @@ from mobilenets.models import ssdlite
 from mobilenets.models.ssdlite import TABLE5_HEAD, check_detector
 from mobilenets.ops.anchors import AnchorConfig, default_boxes
 from mobilenets.ops.coder import decode, encode
-from mobilenets.tasks.detection.loss import LossConfig, ssd_loss
 from mobilenets.ops.matcher import match
 from mobilenets.ops.postprocess import PostprocessConfig, postprocess
+from mobilenets.tasks.detection.loss import LossConfig, detector_loss, ssd_loss
 
 DETECTORS = list_models(task="detection")
 SIZE = 320
@@ -217,7 +217,7 @@ def test_model_loss_equals_torchvision_training_forward(tv_model, converted):
     finally:
         tv_model.eval()
     converted.train()
-    ours = converted.loss((x - 0.5) / 0.5, targets)
+    ours = detector_loss(converted, (x - 0.5) / 0.5, targets)
     converted.eval()
     for key in theirs:
         torch.testing.assert_close(ours[key], theirs[key], rtol=1e-5, atol=0)
@@ -331,7 +331,7 @@ def test_training_step_reduces_the_loss():
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     losses = []
     for _ in range(6):
-        loss = sum(model.forward_train(x, targets).values())
+        loss = sum(detector_loss(model, x, targets).values())
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -410,13 +410,15 @@ def test_bad_options():
 def test_bad_targets(target, message):
     model = create_model("ssdlite_mobilenet_v3_small_100", num_classes=5, width_mult=0.35)
     with pytest.raises(ValueError, match=message):
-        model.loss(torch.randn(1, 3, 128, 128), [target])
+        detector_loss(model, torch.randn(1, 3, 128, 128), [target])
 
 
 def test_targets_must_match_the_batch():
     model = create_model("ssdlite_mobilenet_v3_small_100", num_classes=5, width_mult=0.35)
     with pytest.raises(ValueError, match=r"one dict per image \(2\), got 1"):
-        model.loss(torch.randn(2, 3, 128, 128), [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0).long()}])
+        detector_loss(
+            model, torch.randn(2, 3, 128, 128), [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0).long()}]
+        )
 
 
 def test_convert_a_classifier_checkpoint_as_a_detector(tmp_path, capsys):

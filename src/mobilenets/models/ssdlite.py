@@ -22,11 +22,10 @@ import torch
 from torch import nn
 
 from ..layers import ConvNormAct, NormConfig
-from ..registry import Published, register
 from ..ops.anchors import AnchorConfig, default_boxes
-from ..ops.coder import decode
-from ..tasks.detection.loss import LossConfig
-from ..ops.postprocess import FinalDetections, PostprocessConfig, padded_postprocess
+from ..ops.coder import BOX_CODER_WEIGHTS, decode
+from ..ops.postprocess import FinalDetections, PostprocessConfig, padded_postprocess, postprocess
+from ..registry import Published, register
 from .net import FeatureNetwork, Network, check_width
 from .signature import Signature, TensorSpec
 
@@ -36,6 +35,29 @@ EXTRA_DEPTHS = (512, 256, 256, 128)  # P-V2 Sec 6.2 / TF layer_depth [-1, -1, 51
 MIN_DEPTH = 16  # TF ``min_depth`` and torchvision's ``max(16, ...)``
 IMAGE_SIZE = 320  # P-V2 Table 6 / P-V3 Table 6 and torchvision's ssdlite320
 INIT_STD = 0.03  # TF truncated_normal stddev 0.03; torchvision _normal_init std 0.03
+LOSS_KINDS = ("softmax", "sigmoid", "focal")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """The training loss a preset fixes (``mobilenets.tasks.detection.loss.ssd_loss`` computes it).
+
+    ``kind`` also fixes how ``forward`` turns logits into scores; ``coder_weights`` how box codes decode.
+    """
+
+    kind: str = "softmax"
+    iou_threshold: float = 0.5  # matcher
+    neg_pos_ratio: float = 3.0  # softmax / sigmoid hard negatives per positive
+    min_negatives: int = 3  # sigmoid: per image
+    max_hard_examples: int = 3000  # sigmoid
+    mining_nms: float = 0.99  # sigmoid
+    focal_alpha: float = 0.75
+    focal_gamma: float = 2.0
+    coder_weights: tuple[float, float, float, float] = BOX_CODER_WEIGHTS
+
+    def __post_init__(self):
+        if self.kind not in LOSS_KINDS:
+            raise ValueError(f"loss kind must be one of {LOSS_KINDS}, got {self.kind!r}")
 
 
 @dataclass(frozen=True)
@@ -114,7 +136,7 @@ class SSDLite(nn.Module):
     """SSDLite on a MobileNet backbone; ``forward`` gives fixed-shape decoded boxes and per-class scores.
 
     ``detect`` (or ``postprocess`` on ``forward``'s outputs) gives torchvision-style per-image dicts;
-    ``loss(images, targets)`` the training losses of the preset.
+    ``mobilenets.tasks.detection.loss.detector_loss(model, images, targets)`` the training losses of the preset.
     """
 
     task = "detection"
@@ -191,7 +213,7 @@ class SSDLite(nn.Module):
         """Normalized (N, C, H, W) images -> every default box decoded, with its class scores.
 
         In training mode the raw ``head_outputs``, which the detection task's loss takes (so that
-        DistributedDataParallel sees the forward); ``loss(images, targets)`` does both at once.
+        DistributedDataParallel sees the forward); ``tasks.detection.loss.detector_loss`` does both at once.
         """
         if self.training:
             return self.head_outputs(images)
@@ -212,8 +234,6 @@ class SSDLite(nn.Module):
 
     def postprocess(self, boxes: torch.Tensor, scores: torch.Tensor) -> list[dict[str, torch.Tensor]]:
         """Score threshold, per-class top-k, batched NMS and top-k of the preset (``recipe.post``)."""
-        from ..ops.postprocess import postprocess
-
         return postprocess(boxes, scores, self.recipe.post)
 
     @torch.no_grad()
@@ -260,26 +280,6 @@ class SSDLite(nn.Module):
                 j = int(outside.nonzero()[0])
                 raise ValueError(f"targets[{i}]['boxes'][{j}] = {boxes[j].tolist()} lies outside the {height}x{width} "
                                  "image; clip boxes to the image (torchvision.ops.clip_boxes_to_image)")  # fmt: skip
-
-    def loss(self, images: torch.Tensor, targets: list[dict]) -> dict[str, torch.Tensor]:
-        """{"bbox_regression", "classification"} of the preset's recipe; targets as torchvision's.
-
-        ``targets``: per image {"boxes": (n, 4) x1, y1, x2, y2 in pixels, "labels": (n,) int64 in 1..C-1}.
-        """
-        self.check_targets(targets, (images.shape[-2], images.shape[-1]), images.shape[0])
-        return self.loss_from_outputs(self.head_outputs(images), targets, (images.shape[-2], images.shape[-1]))
-
-    forward_train = loss
-
-    def loss_from_outputs(self, outputs: HeadOutputs, targets: list[dict], image_size: tuple[int, int]):
-        """The losses of training-mode ``forward`` outputs (what ``loss`` computes from images)."""
-        from ..tasks.detection.loss import ssd_loss
-
-        codes, logits, anchors = outputs
-        self.check_targets(targets, image_size, codes.shape[0])
-        targets = [{"boxes": t["boxes"].to(codes), "labels": t["labels"].to(codes.device, torch.int64)}
-                   for t in targets]  # fmt: skip
-        return ssd_loss(codes, logits, anchors, targets, self.recipe.loss)
 
     @property
     def config(self) -> dict:
