@@ -374,10 +374,26 @@ def test_a_classifier_where_a_detector_is_needed():
     with pytest.raises(ValueError, match="not a detector; use one of ssdlite320"):
         check_detector(create_model("mobilenet_v1_025"))
     check_detector("ssdlite_mobilenet_v2_100")
-    with pytest.raises(ValueError, match="backbone must be one of mobilenet_v1, .*got 'mobilenet_v3_large_100'"):
-        ssdlite(backbone="mobilenet_v3_large_100")
+    with pytest.raises(ValueError, match="backbone must be one of mobilenet_v1, .*got 'shufflenet_v1_g3_100'"):
+        ssdlite(backbone="shufflenet_v1_g3_100")
+    with pytest.raises(ValueError, match="backbone must be one of mobilenet_v1, .*got 'ssdlite_mobilenet_v2_100'"):
+        ssdlite(backbone="ssdlite_mobilenet_v2_100")
     with pytest.raises(ValueError, match="is a detection model; features_only takes a backbone's name"):
         create_model("ssdlite_mobilenet_v2_100", features_only=True)
+
+
+@pytest.mark.parametrize(("name", "family"), [("mobilenet_v2_050", dict(backbone="mobilenet_v2", width_mult=0.5)),
+                                               ("mobilenet_v3_small_075", dict(backbone="mobilenet_v3_small",
+                                                                               width_mult=0.75))])  # fmt: skip
+def test_registered_backbone_names(name, family):
+    """A head takes a registered classifier's name; the family string at its width builds the same detector."""
+    torch.manual_seed(0)
+    ours = ssdlite(backbone=name, num_classes=5)
+    torch.manual_seed(0)
+    theirs = ssdlite(**family, num_classes=5)
+    assert ours.options["backbone"] == name and "width_mult" not in ours.options
+    a, b = ours.state_dict(), theirs.state_dict()
+    assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
 
 
 @pytest.mark.parametrize("num_classes", [1, 0, -3, 2.5, True])

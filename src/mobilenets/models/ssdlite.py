@@ -26,6 +26,7 @@ from ..ops.anchors import AnchorConfig, default_boxes
 from ..ops.coder import BOX_CODER_WEIGHTS, decode
 from ..ops.postprocess import FinalDetections, PostprocessConfig, padded_postprocess, postprocess
 from ..registry import Published, register
+from .backbone import HEAD_FAMILIES, backbone_family, build_backbone, c4_c5_taps
 from .net import FeatureNetwork, Network, check_width
 from .signature import Signature, TensorSpec
 
@@ -282,6 +283,11 @@ class SSDLite(nn.Module):
                                  "image; clip boxes to the image (torchvision.ops.clip_boxes_to_image)")  # fmt: skip
 
     @property
+    def backbone_network(self) -> Network:
+        """The classification network the head taps (what ``--init-backbone`` fills)."""
+        return self.backbone.network
+
+    @property
     def config(self) -> dict:
         return {"name": self.name, "family": self.family, "options": dict(self.options)}
 
@@ -358,17 +364,9 @@ class EndToEndDetector(nn.Module):
         return worst
 
 
-def _taps(network: Network) -> list[str]:
-    """C4 and C5: the expansion at OS16 feeding the last stride-2 block (else the OS16 stage end), the last map."""
-    expansions = [f for f in network.feature_info if f.kind == "expansion" and f.reduction == 16]
-    stage16 = [f for f in network.stage_features() if f.reduction == 16]
-    c4 = (expansions or stage16)[-1].module
-    return [c4, network.stage_features()[-1].module]
-
-
 def ssdlite(
     backbone: str = "mobilenet_v3_large",
-    width_mult: float = 1.0,
+    width_mult: float | None = None,
     num_classes: int = 91,
     preset: str = "tf",
     in_chans: int = 3,
@@ -380,47 +378,49 @@ def ssdlite(
     nms_thresh: float | None = None,
     detections_per_img: int | None = None,
 ) -> SSDLite:
-    """SSDLite on ``backbone`` (one of ``BACKBONES``) at ``width_mult``; ``num_classes`` counts the background.
+    """SSDLite on ``backbone`` at ``width_mult``; ``num_classes`` counts the background.
 
-    ``reduced_tail`` (V3 only) defaults to True, P-V3 Table 6's "+" rows. ``score_thresh``,
-    ``nms_thresh`` and ``detections_per_img`` override the preset's post-processing.
+    ``backbone``: a registered MobileNetV1/V2/V3 classifier (``mobilenet_v2_075``), or one of ``BACKBONES``,
+    the family at ``width_mult`` (default 1.0; the registered detectors' form). ``width_mult`` overrides a
+    registered name's width. ``reduced_tail`` (V3 only) defaults to True, P-V3 Table 6's "+" rows.
+    ``score_thresh``, ``nms_thresh`` and ``detections_per_img`` override the preset's post-processing.
     """
-    from . import mobilenet_v1, mobilenet_v2, mobilenet_v3
-
-    if backbone not in BACKBONES:
-        raise ValueError(f"ssdlite backbone must be one of {', '.join(BACKBONES)}, got {backbone!r}")
+    name = f"{backbone}_100" if backbone in BACKBONES else backbone
+    if backbone in BACKBONES and width_mult is None:
+        width_mult = 1.0
+    try:
+        family = backbone_family(name, HEAD_FAMILIES, "ssdlite")
+    except ValueError:
+        raise ValueError(f"ssdlite backbone must be one of {', '.join(BACKBONES)} or a registered MobileNetV1, V2 "
+                         f"or V3 classifier (mobilenet_v2_075...), got {backbone!r}") from None  # fmt: skip
     if preset not in PRESETS:
         raise ValueError(f"ssdlite preset must be one of {', '.join(PRESETS)}, got {preset!r}")
     if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 2:
         raise ValueError(f"num_classes counts the background and must be an integer >= 2 (COCO: 91), "
                          f"got {num_classes!r}")  # fmt: skip
-    check_width(width_mult, paper="0.35 to 1.4")
-    is_v3 = backbone.startswith("mobilenet_v3")
+    if width_mult is not None:
+        check_width(width_mult, paper="0.35 to 1.4")
+    is_v3 = family == "mobilenet_v3"
     if reduced_tail and not is_v3:
         raise ValueError(f"reduced_tail halves MobileNetV3's C4-C5 layers; {backbone} has none (leave it unset)")
     reduced_tail = is_v3 if reduced_tail is None else reduced_tail
-    common = dict(width_mult=width_mult, num_classes=0, in_chans=in_chans, bn_eps=bn_eps, bn_momentum=bn_momentum,
-                  padding=padding)  # fmt: skip
-    if backbone == "mobilenet_v1":
-        network = mobilenet_v1(**common)
-    elif backbone == "mobilenet_v2":
-        network = mobilenet_v2(**common)
-    else:
-        network = mobilenet_v3(size=backbone.split("_")[-1], reduced_tail=reduced_tail, **common)
-    rules = recipe(preset, backbone)
+    features = build_backbone(name, c4_c5_taps, reduced_tail="c4" if reduced_tail else None, in_chans=in_chans,
+                              width_mult=width_mult, bn_eps=bn_eps, bn_momentum=bn_momentum,
+                              padding=padding)  # fmt: skip
+    rules = recipe(preset, family)
     post = rules.post
     for key, value in (("score_thresh", score_thresh), ("nms_thresh", nms_thresh),
                        ("detections_per_img", detections_per_img)):  # fmt: skip
         if value is not None:
             post = replace(post, **{key: value})
     rules = replace(rules, post=post)
-    scale = width_mult if rules.scale_extras else 1.0
+    scale = features.network.options["width_mult"] if rules.scale_extras else 1.0
     depths = tuple(max(MIN_DEPTH, int(d * scale)) for d in EXTRA_DEPTHS)
     options = dict(backbone=backbone, width_mult=width_mult, num_classes=num_classes, preset=preset,
                    in_chans=in_chans, reduced_tail=reduced_tail, bn_eps=bn_eps, bn_momentum=bn_momentum,
                    padding=padding, score_thresh=score_thresh, nms_thresh=nms_thresh,
                    detections_per_img=detections_per_img)  # fmt: skip
-    model = SSDLite(backbone=FeatureNetwork(network, taps=_taps(network)), num_classes=num_classes, recipe=rules,
+    model = SSDLite(backbone=features, num_classes=num_classes, recipe=rules,
                     extra_depths=depths, norm=NormConfig(bn_eps, bn_momentum), padding=padding,
                     options={k: v for k, v in options.items() if v is not None})  # fmt: skip
     if in_chans == 3:
