@@ -55,7 +55,8 @@ def backbone_family(name: str, families: Sequence[str] = HEAD_FAMILIES, head: st
         raise ValueError(f"unknown backbone {name!r}: {err}") from None
     family = entry.builder.__name__
     if family not in families or entry.task != "classification":
-        kinds = " or ".join(f.replace("mobilenet_v", "V") for f in families)
+        versions = [f.replace("mobilenet_v", "V") for f in families]
+        kinds = " or ".join(filter(None, (", ".join(versions[:-1]), versions[-1])))
         names = ", ".join(f"{f}_*" for f in families)
         raise ValueError(f"{head} needs a MobileNet{kinds} backbone ({names}), got {name!r}")
     return family
