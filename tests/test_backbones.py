@@ -178,3 +178,26 @@ def test_model_directories_from_before_the_rename_load(tmp_path):
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(loaded(x), model(x))
+
+
+def test_build_backbone_gives_the_tapped_maps_with_their_info():
+    """The one builder every head uses: a registered name, its taps (feature_info or block outputs), and tails."""
+    from mobilenets.models.backbone import build_backbone, c4_c5_taps
+
+    features = build_backbone("mobilenet_v3_small_075", ["stages.1.0", "stages.2.0.dw", "final_conv"],
+                              output_stride=16, reduced_tail="rf2")  # fmt: skip
+    assert [(f.module, f.kind, f.reduction) for f in features.feature_info] == [
+        ("stages.1.0", "block", 8), ("stages.2.0.dw", "depthwise", 16), ("final_conv", "stage", 16)]  # fmt: skip
+    maps = features(torch.randn(1, 3, 96, 128))
+    assert [(m.shape[1], m.shape[-1]) for m in maps] == [
+        (f.channels, 128 // f.reduction) for f in features.feature_info
+    ]
+    assert isinstance(features.network.classifier, torch.nn.Identity)
+    c4 = build_backbone("mobilenet_v3_large_100", c4_c5_taps, reduced_tail="c4")
+    assert [f.channels for f in c4.feature_info] == [672, 480]  # P-V3 Table 6 "+": C4 kept, C5 halved
+    with pytest.raises(ValueError, match="C4 reduced tail halves MobileNetV3"):
+        build_backbone("mobilenet_v2_100", c4_c5_taps, reduced_tail="c4")
+    with pytest.raises(ValueError, match=r"needs a MobileNetV1, V2 or V3 backbone \(mobilenet_v1_\*, mobilenet_v2_\*"):
+        build_backbone("shufflenet_v1_g3_100", ["stages.0"])
+    with pytest.raises(ValueError, match="unknown feature tap 'stages.9'"):
+        build_backbone("mobilenet_v2_100", ["stages.9"])

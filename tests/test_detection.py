@@ -19,11 +19,11 @@ from mobilenets.complexity import figure_met
 from mobilenets.io import build_from_config
 from mobilenets.models import ssdlite
 from mobilenets.models.ssdlite import TABLE5_HEAD, check_detector
-from mobilenets.tasks.detection.anchors import AnchorConfig, default_boxes
-from mobilenets.tasks.detection.coder import decode, encode
-from mobilenets.tasks.detection.loss import LossConfig, ssd_loss
-from mobilenets.tasks.detection.matcher import match
-from mobilenets.tasks.detection.postprocess import PostprocessConfig, postprocess
+from mobilenets.ops.anchors import AnchorConfig, default_boxes
+from mobilenets.ops.coder import decode, encode
+from mobilenets.ops.matcher import match
+from mobilenets.ops.postprocess import PostprocessConfig, postprocess
+from mobilenets.tasks.detection.loss import LossConfig, detector_loss, ssd_loss
 
 DETECTORS = list_models(task="detection")
 SIZE = 320
@@ -217,7 +217,7 @@ def test_model_loss_equals_torchvision_training_forward(tv_model, converted):
     finally:
         tv_model.eval()
     converted.train()
-    ours = converted.loss((x - 0.5) / 0.5, targets)
+    ours = detector_loss(converted, (x - 0.5) / 0.5, targets)
     converted.eval()
     for key in theirs:
         torch.testing.assert_close(ours[key], theirs[key], rtol=1e-5, atol=0)
@@ -331,7 +331,7 @@ def test_training_step_reduces_the_loss():
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     losses = []
     for _ in range(6):
-        loss = sum(model.forward_train(x, targets).values())
+        loss = sum(detector_loss(model, x, targets).values())
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -374,10 +374,26 @@ def test_a_classifier_where_a_detector_is_needed():
     with pytest.raises(ValueError, match="not a detector; use one of ssdlite320"):
         check_detector(create_model("mobilenet_v1_025"))
     check_detector("ssdlite_mobilenet_v2_100")
-    with pytest.raises(ValueError, match="backbone must be one of mobilenet_v1, .*got 'mobilenet_v3_large_100'"):
-        ssdlite(backbone="mobilenet_v3_large_100")
+    with pytest.raises(ValueError, match="backbone must be one of mobilenet_v1, .*got 'shufflenet_v1_g3_100'"):
+        ssdlite(backbone="shufflenet_v1_g3_100")
+    with pytest.raises(ValueError, match="backbone must be one of mobilenet_v1, .*got 'ssdlite_mobilenet_v2_100'"):
+        ssdlite(backbone="ssdlite_mobilenet_v2_100")
     with pytest.raises(ValueError, match="is a detection model; features_only takes a backbone's name"):
         create_model("ssdlite_mobilenet_v2_100", features_only=True)
+
+
+@pytest.mark.parametrize(("name", "family"), [("mobilenet_v2_050", dict(backbone="mobilenet_v2", width_mult=0.5)),
+                                               ("mobilenet_v3_small_075", dict(backbone="mobilenet_v3_small",
+                                                                               width_mult=0.75))])  # fmt: skip
+def test_registered_backbone_names(name, family):
+    """A head takes a registered classifier's name; the family string at its width builds the same detector."""
+    torch.manual_seed(0)
+    ours = ssdlite(backbone=name, num_classes=5)
+    torch.manual_seed(0)
+    theirs = ssdlite(**family, num_classes=5)
+    assert ours.options["backbone"] == name and "width_mult" not in ours.options
+    a, b = ours.state_dict(), theirs.state_dict()
+    assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
 
 
 @pytest.mark.parametrize("num_classes", [1, 0, -3, 2.5, True])
@@ -410,13 +426,15 @@ def test_bad_options():
 def test_bad_targets(target, message):
     model = create_model("ssdlite_mobilenet_v3_small_100", num_classes=5, width_mult=0.35)
     with pytest.raises(ValueError, match=message):
-        model.loss(torch.randn(1, 3, 128, 128), [target])
+        detector_loss(model, torch.randn(1, 3, 128, 128), [target])
 
 
 def test_targets_must_match_the_batch():
     model = create_model("ssdlite_mobilenet_v3_small_100", num_classes=5, width_mult=0.35)
     with pytest.raises(ValueError, match=r"one dict per image \(2\), got 1"):
-        model.loss(torch.randn(2, 3, 128, 128), [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0).long()}])
+        detector_loss(
+            model, torch.randn(2, 3, 128, 128), [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0).long()}]
+        )
 
 
 def test_convert_a_classifier_checkpoint_as_a_detector(tmp_path, capsys):

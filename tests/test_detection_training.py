@@ -65,7 +65,7 @@ def test_detection_runs_refuse_what_does_not_fit(tmp_path, capsys):
 
 
 def test_init_backbone_copies_a_classifiers_weights(tmp_path):
-    from mobilenets.tasks.dense import backbone_of, init_backbone
+    from mobilenets.tasks.dense import init_backbone
 
     classifier = mobilenets.create_model("mobilenet_v3_small_100", num_classes=10, in_chans=1, stem_stride=1)
     mobilenets.save_model(classifier, tmp_path / "cls")
@@ -74,13 +74,14 @@ def test_init_backbone_copies_a_classifiers_weights(tmp_path):
     torch.manual_seed(1)
     detector = mobilenets.create_model("ssdlite_mobilenet_v3_small_100", num_classes=11, in_chans=1)
     mean, std = init_backbone(detector, str(tmp_path / "cls"))
-    ours, theirs = backbone_of(detector).state_dict(), classifier.state_dict()
+    ours, theirs = detector.backbone_network.state_dict(), classifier.state_dict()
     assert torch.equal(ours["stem.conv.weight"], theirs["stem.conv.weight"])
     assert torch.equal(ours["stages.3.0.expand.conv.weight"], theirs["stages.3.0.expand.conv.weight"])
     # the reduced tail (C5 halved) is narrower: it starts from the classifier's largest-L2 filters
     # (test_segmentation_training checks which), not from its own initialisation
     assert ours["final_conv.conv.weight"].shape != theirs["final_conv.conv.weight"].shape
-    assert not torch.equal(ours["final_conv.conv.weight"], backbone_of(fresh).state_dict()["final_conv.conv.weight"])
+    fresh_final = fresh.backbone_network.state_dict()["final_conv.conv.weight"]
+    assert not torch.equal(ours["final_conv.conv.weight"], fresh_final)
     saved = mobilenets.load_model(tmp_path / "cls").preprocessing
     assert (mean, std) == (tuple(saved.mean), tuple(saved.std))
 

@@ -67,7 +67,7 @@ def test_a_classifier_name_is_not_a_segmentation_run(tmp_path, capsys):
 
 
 def test_init_backbone_narrows_a_wider_block_to_its_largest_filters(tmp_path):
-    from mobilenets.tasks.dense import backbone_of, init_backbone
+    from mobilenets.tasks.dense import init_backbone
 
     torch.manual_seed(0)
     # torchvision's reduced tail keeps the first RF2 block's expansion (288); the paper's (DeepLab's) halves it
@@ -75,7 +75,7 @@ def test_init_backbone_narrows_a_wider_block_to_its_largest_filters(tmp_path):
     mobilenets.save_model(classifier, tmp_path / "cls")
     seg = mobilenets.create_model("lraspp_mobilenet_v3_small_100", num_classes=11)
     init_backbone(seg, str(tmp_path / "cls"))
-    ours, theirs = backbone_of(seg).state_dict(), classifier.state_dict()
+    ours, theirs = seg.backbone_network.state_dict(), classifier.state_dict()
     narrowed = [k for k, v in ours.items() if theirs[k].shape != v.shape]
     assert narrowed and all(k.startswith("stages.4.0.") for k in narrowed)
     for key in set(ours) - set(narrowed):

@@ -75,7 +75,7 @@ class FeatureInfo:
     module: str
     channels: int
     reduction: int
-    kind: str = "stage"  # "stage": a stage's last block (or the final conv); "expansion"; "depthwise"
+    kind: str = "stage"  # "stage": a stage's last block (or the final conv); "expansion"; "depthwise"; "block"
     dilation: int = 1  # of the convs that made it (> 1 past an output stride below 32)
 
 
@@ -154,6 +154,7 @@ class Network(nn.Module):
 
     def _feature_info(self, stem_reduction: int, final_chs: int) -> list[FeatureInfo]:
         infos = []
+        self.block_info: dict[str, FeatureInfo] = {}  # each block's output (``kind="block"``), a tap too
         reduction = stem_reduction
         index_in_stage: dict[int, int] = {}
         for i, spec in enumerate(self.built_blocks):
@@ -164,6 +165,7 @@ class Network(nn.Module):
                 # Expansion outputs sit at the block's input resolution.
                 infos.append(FeatureInfo(f"{name}.expand", spec.exp_chs, reduction, "expansion", spec.dilation))
             reduction *= spec.stride
+            self.block_info[name] = FeatureInfo(name, spec.out_chs, reduction, "block", spec.dilation)
             if isinstance(block, InvertedResidual):
                 infos.append(FeatureInfo(f"{name}.dw", spec.exp_chs, reduction, "depthwise", spec.dilation))
             if i + 1 == len(self.built_blocks) or self.built_blocks[i + 1].stage != spec.stage:
@@ -171,6 +173,14 @@ class Network(nn.Module):
         if not isinstance(self.final_conv, nn.Identity):
             infos.append(FeatureInfo("final_conv", final_chs, reduction, "stage", self.built_blocks[-1].dilation))
         return infos
+
+    def feature(self, tap: str) -> FeatureInfo:
+        """What the ``forward_intermediates`` tap ``tap`` gives: a ``feature_info`` entry or a block's output."""
+        info = next((f for f in self.feature_info if f.module == tap), None) or self.block_info.get(tap)
+        if info is None:
+            valid = sorted({f.module for f in self.feature_info} | set(self.block_info))
+            raise ValueError(f"unknown feature tap {tap!r}; valid: {valid}")
+        return info
 
     def stage_features(self) -> list[FeatureInfo]:
         """The end of each stage (and the final conv), like timm's ``feature_info``."""
@@ -283,8 +293,7 @@ class FeatureNetwork(nn.Module):
             if bad:
                 raise ValueError(f"out_indices {bad} out of range: {network.name} has {len(levels)} feature levels")
             taps = [levels[i].module for i in out_indices]
-        by_name = {f.module: f for f in network.feature_info}
-        self.feature_info = [by_name[t] for t in taps]
+        self.feature_info = [network.feature(t) for t in taps]
         self.taps = list(taps)
         self.network = network
         # Drop what comes after the last tap, so it is neither computed nor counted.

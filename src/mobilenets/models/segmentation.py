@@ -21,109 +21,45 @@ Every model returns logits at the input resolution (N, classes, H, W), upsampled
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..layers import ConvNormAct, NormConfig, make_divisible
-from ..registry import Published, get_entry, register
-from .factory import create_model
-from .net import Network, check_common, check_image_batch
+from ..layers import ConvNormAct, NormConfig
+from ..registry import Published, register
+from .backbone import build_backbone
+from .net import FeatureNetwork, Network, check_common, check_image_batch
 from .signature import Signature, TensorSpec
-from .spec import BlockSpec
 
 FLAVOURS = ("paper", "torchvision")
 BACKBONE_FAMILIES = ("mobilenet_v2", "mobilenet_v3")
 CITYSCAPES_CLASSES = 19  # P-V3 Table 7; torchvision's weights have 21 (VOC labels on COCO)
 
 
-# --- backbone -------------------------------------------------------------------------
+# --- backbone taps (models.backbone builds the backbone) ---------------------------------------
 
 
-def reduce_last_block(specs: list[BlockSpec], halve_first_expansion: bool) -> list[BlockSpec]:
-    """P-V3 Table 7's RF2: the blocks from the last strided one on get half the output filters.
-
-    Later blocks keep their expansion ratio. DeepLab's ``mobilenet_v3_*_seg`` halves the expansion
-    of the strided block too (Large 672 -> 336, Small 288 -> 144), which is what reproduces
-    Table 7's 1.51M / 0.47M; the V2 rows are reproduced with it kept (P-V3 gives no V2 table).
-    """
-    last = max(i for i, spec in enumerate(specs) if spec.stride == 2)
-    out = list(specs[:last])
-    for i, spec in enumerate(specs[last:], last):
-        in_chs = spec.in_chs if i == last else out[-1].out_chs
-        if i == last:
-            exp = spec.exp_chs // 2 if halve_first_expansion else spec.exp_chs
-        else:
-            exp = make_divisible(spec.exp_chs * in_chs / spec.in_chs)
-        se = make_divisible(exp / 4) if spec.se_chs else 0
-        out.append(spec.replace(in_chs=in_chs, exp_chs=exp, out_chs=spec.out_chs // 2, se_chs=se))
-    return out
+def _high_tap(net: Network) -> str:
+    """The map the head sits on: the final conv (V3), the second-last feature map for V2 (P-V2 Sec 6.3: 320)."""
+    if net.family == "mobilenet_v2":
+        return [f for f in net.stage_features() if f.module != "final_conv"][-1].module
+    return "final_conv"
 
 
-def build_backbone(
-    backbone: str,
-    output_stride: int,
-    reduced_tail: bool,
-    dilate_first: bool,
-    in_chans: int,
-    bn_eps: float | None,
-    bn_momentum: float | None,
-    padding: str,
-) -> Network:
-    """A registered MobileNetV2/V3 without its classifier, dilated to ``output_stride``, RF2 if ``reduced_tail``."""
-    try:
-        entry = get_entry(backbone)
-    except ValueError as err:
-        raise ValueError(f"unknown backbone {backbone!r}: {err}") from None
-    family = entry.builder.__name__
-    if family not in BACKBONE_FAMILIES or entry.task != "classification":
-        raise ValueError(f"a segmentation head needs a MobileNetV2 or V3 backbone (mobilenet_v2_*, mobilenet_v3_*), "
-                         f"got {backbone!r}")  # fmt: skip
-    options: dict = dict(num_classes=0, in_chans=in_chans, output_stride=output_stride, padding=padding)
-    if family == "mobilenet_v3":
-        options["dilate_first"] = dilate_first
-    elif dilate_first:
-        raise ValueError("dilate_first is torchvision's MobileNetV3 convention; a MobileNetV2 backbone takes False")
-    for key, value in (("bn_eps", bn_eps), ("bn_momentum", bn_momentum)):
-        if value is not None:
-            options[key] = value
-    net = create_model(backbone, **options)
-    if reduced_tail:
-        specs = reduce_last_block(net.blocks, halve_first_expansion=family == "mobilenet_v3")
-        extra = {"head_chs": net.final_conv.conv.out_channels // 2} if family == "mobilenet_v3" else {}
-        net = create_model(backbone, **options, blocks=[s.to_dict() for s in specs], **extra)
-    # Only the feature maps are used: drop what comes after them, so it is neither computed nor counted.
-    net.pool, net.pre_logits, net.dropout, net.classifier = nn.Identity(), nn.Identity(), nn.Identity(), nn.Identity()
-    if family == "mobilenet_v2":
-        net.final_conv = nn.Identity()  # P-V2 Sec 6.3: the heads sit on the second-last feature map (320)
-    return net
-
-
-@dataclass(frozen=True)
-class Tap:
-    module: str  # a forward_intermediates tap of the backbone
-    channels: int
-    reduction: int
-
-
-def _high_tap(net: Network) -> Tap:
-    if isinstance(net.final_conv, nn.Identity):
-        last = [f for f in net.stage_features() if f.module != "final_conv"][-1]
-        return Tap(last.module, last.channels, last.reduction)
-    info = next(f for f in net.feature_info if f.module == "final_conv")
-    return Tap("final_conv", info.channels, info.reduction)
-
-
-def _skip_tap(net: Network, flavour: str) -> Tap:
+def _skip_tap(net: Network, flavour: str) -> str:
     """The OS8 skip: the last OS8 block's depthwise output (paper), or the first OS8 block's output (torchvision)."""
     if flavour == "paper":
-        info = [f for f in net.feature_info if f.kind == "depthwise" and f.reduction == 8][-1]
-        return Tap(info.module, info.channels, 8)
+        return [f for f in net.feature_info if f.kind == "depthwise" and f.reduction == 8][-1].module
     first = next(f for f in net.feature_info if f.kind == "depthwise" and f.reduction == 8)
-    block = first.module.rsplit(".", 1)[0]
-    return Tap(block, net.get_submodule(block).project.conv.out_channels, 8)
+    return first.module.rsplit(".", 1)[0]
+
+
+def _backbone(backbone: str, taps, output_stride: int, reduced_tail: bool, dilate_first: bool, in_chans: int,
+              bn_eps: float | None, bn_momentum: float | None, padding: str) -> FeatureNetwork:  # fmt: skip
+    """``build_backbone`` with the segmentation heads' options: a MobileNetV2/V3, RF2 if ``reduced_tail``."""
+    return build_backbone(backbone, taps, output_stride=output_stride, reduced_tail="rf2" if reduced_tail else None,
+                          dilate_first=dilate_first, in_chans=in_chans, bn_eps=bn_eps, bn_momentum=bn_momentum,
+                          padding=padding, families=BACKBONE_FAMILIES, head="a segmentation head")  # fmt: skip
 
 
 # --- heads ------------------------------------------------------------------------------
@@ -206,18 +142,23 @@ class RASPPHead(nn.Module):
 
 
 class SegmentationNetwork(nn.Module):
-    """A backbone's feature taps -> a segmentation head -> logits upsampled to the input (N, classes, H, W)."""
+    """A backbone's feature taps -> a segmentation head -> logits upsampled to the input (N, classes, H, W).
+
+    ``backbone`` is the tapped network itself (``features.network``: the keys of saved models are ``backbone.*``),
+    ``taps`` / ``tap_info`` what ``features`` taps.
+    """
 
     task = "segmentation"
 
-    def __init__(self, family: str, backbone: Network, taps: list[Tap], head: nn.Module, num_classes: int,
-                 in_chans: int, options: dict):  # fmt: skip
+    def __init__(self, family: str, features: FeatureNetwork, head: nn.Module, num_classes: int, in_chans: int,
+                 options: dict):  # fmt: skip
         super().__init__()
         self.family = family
         self.name = family  # create_model() sets the registered name
+        backbone = features.network
         self.backbone = backbone
-        self.taps = [t.module for t in taps]
-        self.tap_info = list(taps)
+        self.taps = list(features.taps)
+        self.tap_info = list(features.feature_info)
         self.head = head
         self.num_classes = num_classes
         self.in_chans = in_chans
@@ -237,6 +178,11 @@ class SegmentationNetwork(nn.Module):
                     nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
+
+    @property
+    def backbone_network(self) -> Network:
+        """The classification network the head taps (what ``--init-backbone`` fills)."""
+        return self.backbone
 
     def check_input(self, x: torch.Tensor) -> None:
         """Clear errors for inputs the network cannot take (skipped while tracing or compiling)."""
@@ -312,8 +258,9 @@ def lraspp(
         bn_momentum = 0.01 if bn_momentum is None else bn_momentum
     window, stride = _pair(pool_window, "pool_window"), _pair(pool_stride, "pool_stride")
     at = _pair(pool_input, "pool_input")
-    net = build_backbone(backbone, output_stride, reduced_tail, dilate_first, in_chans, bn_eps, bn_momentum, padding)
-    low, high = _skip_tap(net, flavour), _high_tap(net)
+    features = _backbone(backbone, lambda net: [_skip_tap(net, flavour), _high_tap(net)], output_stride,
+                         reduced_tail, dilate_first, in_chans, bn_eps, bn_momentum, padding)  # fmt: skip
+    low, high = features.feature_info
     if paper:
         reference = (-(-at[0] // 16), -(-at[1] // 16))  # the OS16 map of pool_input, where the window is given
         pool, gate_act = ScaledAvgPool(window, stride, reference), nn.Hardsigmoid()
@@ -326,7 +273,7 @@ def lraspp(
         bn_momentum=bn_momentum, padding=padding, drop_rate=drop_rate, pool_window=list(window),
         pool_stride=list(stride), pool_input=list(at),
     )  # fmt: skip
-    return SegmentationNetwork("lraspp", net, [low, high], head, num_classes, in_chans, options)
+    return SegmentationNetwork("lraspp", features, head, num_classes, in_chans, options)
 
 
 def raspp(
@@ -343,14 +290,15 @@ def raspp(
 ) -> SegmentationNetwork:
     """R-ASPP on a MobileNetV2/V3, the baseline of P-V2 Sec 6.3 and P-V3 Table 7 (dropout 0.1 as DeepLab's)."""
     _check_head(num_classes, in_chans, head_chs, drop_rate)
-    net = build_backbone(backbone, output_stride, reduced_tail, False, in_chans, bn_eps, bn_momentum, padding)
-    high = _high_tap(net)
+    features = _backbone(backbone, lambda net: [_high_tap(net)], output_stride, reduced_tail, False, in_chans, bn_eps,
+                         bn_momentum, padding)  # fmt: skip
+    (high,) = features.feature_info
     head = RASPPHead(high.channels, num_classes, head_chs, drop_rate)
     options = dict(
         backbone=backbone, num_classes=num_classes, in_chans=in_chans, head_chs=head_chs, reduced_tail=reduced_tail,
         output_stride=output_stride, bn_eps=bn_eps, bn_momentum=bn_momentum, padding=padding, drop_rate=drop_rate,
     )  # fmt: skip
-    return SegmentationNetwork("raspp", net, [high], head, num_classes, in_chans, options)
+    return SegmentationNetwork("raspp", features, head, num_classes, in_chans, options)
 
 
 # --- registrations: P-V3 Table 7 (Cityscapes val, 19 classes) ---------------------------------------

@@ -22,11 +22,11 @@ import torch
 from torch import nn
 
 from ..layers import ConvNormAct, NormConfig
+from ..ops.anchors import AnchorConfig, default_boxes
+from ..ops.coder import BOX_CODER_WEIGHTS, decode
+from ..ops.postprocess import FinalDetections, PostprocessConfig, padded_postprocess, postprocess
 from ..registry import Published, register
-from ..tasks.detection.anchors import AnchorConfig, default_boxes
-from ..tasks.detection.coder import decode
-from ..tasks.detection.loss import LossConfig
-from ..tasks.detection.postprocess import FinalDetections, PostprocessConfig, padded_postprocess
+from .backbone import HEAD_FAMILIES, backbone_family, build_backbone, c4_c5_taps
 from .net import FeatureNetwork, Network, check_width
 from .signature import Signature, TensorSpec
 
@@ -36,6 +36,29 @@ EXTRA_DEPTHS = (512, 256, 256, 128)  # P-V2 Sec 6.2 / TF layer_depth [-1, -1, 51
 MIN_DEPTH = 16  # TF ``min_depth`` and torchvision's ``max(16, ...)``
 IMAGE_SIZE = 320  # P-V2 Table 6 / P-V3 Table 6 and torchvision's ssdlite320
 INIT_STD = 0.03  # TF truncated_normal stddev 0.03; torchvision _normal_init std 0.03
+LOSS_KINDS = ("softmax", "sigmoid", "focal")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """The training loss a preset fixes (``mobilenets.tasks.detection.loss.ssd_loss`` computes it).
+
+    ``kind`` also fixes how ``forward`` turns logits into scores; ``coder_weights`` how box codes decode.
+    """
+
+    kind: str = "softmax"
+    iou_threshold: float = 0.5  # matcher
+    neg_pos_ratio: float = 3.0  # softmax / sigmoid hard negatives per positive
+    min_negatives: int = 3  # sigmoid: per image
+    max_hard_examples: int = 3000  # sigmoid
+    mining_nms: float = 0.99  # sigmoid
+    focal_alpha: float = 0.75
+    focal_gamma: float = 2.0
+    coder_weights: tuple[float, float, float, float] = BOX_CODER_WEIGHTS
+
+    def __post_init__(self):
+        if self.kind not in LOSS_KINDS:
+            raise ValueError(f"loss kind must be one of {LOSS_KINDS}, got {self.kind!r}")
 
 
 @dataclass(frozen=True)
@@ -114,7 +137,7 @@ class SSDLite(nn.Module):
     """SSDLite on a MobileNet backbone; ``forward`` gives fixed-shape decoded boxes and per-class scores.
 
     ``detect`` (or ``postprocess`` on ``forward``'s outputs) gives torchvision-style per-image dicts;
-    ``loss(images, targets)`` the training losses of the preset.
+    ``mobilenets.tasks.detection.loss.detector_loss(model, images, targets)`` the training losses of the preset.
     """
 
     task = "detection"
@@ -191,7 +214,7 @@ class SSDLite(nn.Module):
         """Normalized (N, C, H, W) images -> every default box decoded, with its class scores.
 
         In training mode the raw ``head_outputs``, which the detection task's loss takes (so that
-        DistributedDataParallel sees the forward); ``loss(images, targets)`` does both at once.
+        DistributedDataParallel sees the forward); ``tasks.detection.loss.detector_loss`` does both at once.
         """
         if self.training:
             return self.head_outputs(images)
@@ -212,8 +235,6 @@ class SSDLite(nn.Module):
 
     def postprocess(self, boxes: torch.Tensor, scores: torch.Tensor) -> list[dict[str, torch.Tensor]]:
         """Score threshold, per-class top-k, batched NMS and top-k of the preset (``recipe.post``)."""
-        from ..tasks.detection.postprocess import postprocess
-
         return postprocess(boxes, scores, self.recipe.post)
 
     @torch.no_grad()
@@ -261,25 +282,10 @@ class SSDLite(nn.Module):
                 raise ValueError(f"targets[{i}]['boxes'][{j}] = {boxes[j].tolist()} lies outside the {height}x{width} "
                                  "image; clip boxes to the image (torchvision.ops.clip_boxes_to_image)")  # fmt: skip
 
-    def loss(self, images: torch.Tensor, targets: list[dict]) -> dict[str, torch.Tensor]:
-        """{"bbox_regression", "classification"} of the preset's recipe; targets as torchvision's.
-
-        ``targets``: per image {"boxes": (n, 4) x1, y1, x2, y2 in pixels, "labels": (n,) int64 in 1..C-1}.
-        """
-        self.check_targets(targets, (images.shape[-2], images.shape[-1]), images.shape[0])
-        return self.loss_from_outputs(self.head_outputs(images), targets, (images.shape[-2], images.shape[-1]))
-
-    forward_train = loss
-
-    def loss_from_outputs(self, outputs: HeadOutputs, targets: list[dict], image_size: tuple[int, int]):
-        """The losses of training-mode ``forward`` outputs (what ``loss`` computes from images)."""
-        from ..tasks.detection.loss import ssd_loss
-
-        codes, logits, anchors = outputs
-        self.check_targets(targets, image_size, codes.shape[0])
-        targets = [{"boxes": t["boxes"].to(codes), "labels": t["labels"].to(codes.device, torch.int64)}
-                   for t in targets]  # fmt: skip
-        return ssd_loss(codes, logits, anchors, targets, self.recipe.loss)
+    @property
+    def backbone_network(self) -> Network:
+        """The classification network the head taps (what ``--init-backbone`` fills)."""
+        return self.backbone.network
 
     @property
     def config(self) -> dict:
@@ -358,17 +364,9 @@ class EndToEndDetector(nn.Module):
         return worst
 
 
-def _taps(network: Network) -> list[str]:
-    """C4 and C5: the expansion at OS16 feeding the last stride-2 block (else the OS16 stage end), the last map."""
-    expansions = [f for f in network.feature_info if f.kind == "expansion" and f.reduction == 16]
-    stage16 = [f for f in network.stage_features() if f.reduction == 16]
-    c4 = (expansions or stage16)[-1].module
-    return [c4, network.stage_features()[-1].module]
-
-
 def ssdlite(
     backbone: str = "mobilenet_v3_large",
-    width_mult: float = 1.0,
+    width_mult: float | None = None,
     num_classes: int = 91,
     preset: str = "tf",
     in_chans: int = 3,
@@ -380,47 +378,49 @@ def ssdlite(
     nms_thresh: float | None = None,
     detections_per_img: int | None = None,
 ) -> SSDLite:
-    """SSDLite on ``backbone`` (one of ``BACKBONES``) at ``width_mult``; ``num_classes`` counts the background.
+    """SSDLite on ``backbone`` at ``width_mult``; ``num_classes`` counts the background.
 
-    ``reduced_tail`` (V3 only) defaults to True, P-V3 Table 6's "+" rows. ``score_thresh``,
-    ``nms_thresh`` and ``detections_per_img`` override the preset's post-processing.
+    ``backbone``: a registered MobileNetV1/V2/V3 classifier (``mobilenet_v2_075``), or one of ``BACKBONES``,
+    the family at ``width_mult`` (default 1.0; the registered detectors' form). ``width_mult`` overrides a
+    registered name's width. ``reduced_tail`` (V3 only) defaults to True, P-V3 Table 6's "+" rows.
+    ``score_thresh``, ``nms_thresh`` and ``detections_per_img`` override the preset's post-processing.
     """
-    from . import mobilenet_v1, mobilenet_v2, mobilenet_v3
-
-    if backbone not in BACKBONES:
-        raise ValueError(f"ssdlite backbone must be one of {', '.join(BACKBONES)}, got {backbone!r}")
+    name = f"{backbone}_100" if backbone in BACKBONES else backbone
+    if backbone in BACKBONES and width_mult is None:
+        width_mult = 1.0
+    try:
+        family = backbone_family(name, HEAD_FAMILIES, "ssdlite")
+    except ValueError:
+        raise ValueError(f"ssdlite backbone must be one of {', '.join(BACKBONES)} or a registered MobileNetV1, V2 "
+                         f"or V3 classifier (mobilenet_v2_075...), got {backbone!r}") from None  # fmt: skip
     if preset not in PRESETS:
         raise ValueError(f"ssdlite preset must be one of {', '.join(PRESETS)}, got {preset!r}")
     if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 2:
         raise ValueError(f"num_classes counts the background and must be an integer >= 2 (COCO: 91), "
                          f"got {num_classes!r}")  # fmt: skip
-    check_width(width_mult, paper="0.35 to 1.4")
-    is_v3 = backbone.startswith("mobilenet_v3")
+    if width_mult is not None:
+        check_width(width_mult, paper="0.35 to 1.4")
+    is_v3 = family == "mobilenet_v3"
     if reduced_tail and not is_v3:
         raise ValueError(f"reduced_tail halves MobileNetV3's C4-C5 layers; {backbone} has none (leave it unset)")
     reduced_tail = is_v3 if reduced_tail is None else reduced_tail
-    common = dict(width_mult=width_mult, num_classes=0, in_chans=in_chans, bn_eps=bn_eps, bn_momentum=bn_momentum,
-                  padding=padding)  # fmt: skip
-    if backbone == "mobilenet_v1":
-        network = mobilenet_v1(**common)
-    elif backbone == "mobilenet_v2":
-        network = mobilenet_v2(**common)
-    else:
-        network = mobilenet_v3(size=backbone.split("_")[-1], reduced_tail=reduced_tail, **common)
-    rules = recipe(preset, backbone)
+    features = build_backbone(name, c4_c5_taps, reduced_tail="c4" if reduced_tail else None, in_chans=in_chans,
+                              width_mult=width_mult, bn_eps=bn_eps, bn_momentum=bn_momentum,
+                              padding=padding)  # fmt: skip
+    rules = recipe(preset, family)
     post = rules.post
     for key, value in (("score_thresh", score_thresh), ("nms_thresh", nms_thresh),
                        ("detections_per_img", detections_per_img)):  # fmt: skip
         if value is not None:
             post = replace(post, **{key: value})
     rules = replace(rules, post=post)
-    scale = width_mult if rules.scale_extras else 1.0
+    scale = features.network.options["width_mult"] if rules.scale_extras else 1.0
     depths = tuple(max(MIN_DEPTH, int(d * scale)) for d in EXTRA_DEPTHS)
     options = dict(backbone=backbone, width_mult=width_mult, num_classes=num_classes, preset=preset,
                    in_chans=in_chans, reduced_tail=reduced_tail, bn_eps=bn_eps, bn_momentum=bn_momentum,
                    padding=padding, score_thresh=score_thresh, nms_thresh=nms_thresh,
                    detections_per_img=detections_per_img)  # fmt: skip
-    model = SSDLite(backbone=FeatureNetwork(network, taps=_taps(network)), num_classes=num_classes, recipe=rules,
+    model = SSDLite(backbone=features, num_classes=num_classes, recipe=rules,
                     extra_depths=depths, norm=NormConfig(bn_eps, bn_momentum), padding=padding,
                     options={k: v for k, v in options.items() if v is not None})  # fmt: skip
     if in_chans == 3:

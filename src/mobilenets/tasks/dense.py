@@ -164,12 +164,6 @@ def backbone_chans(source: str | None) -> int:
     return int(read_config(resolve_model_dir(source))["options"].get("in_chans", 3))
 
 
-def backbone_of(model: nn.Module) -> nn.Module:
-    """The classification network inside a detection or segmentation model."""
-    backbone = model.backbone
-    return getattr(backbone, "network", backbone)
-
-
 def init_backbone(model: nn.Module, source: str) -> tuple[tuple, tuple]:
     """Copy a classification run's (or model directory's) backbone weights into ``model``; returns its mean/std.
 
@@ -179,7 +173,7 @@ def init_backbone(model: nn.Module, source: str) -> tuple[tuple, tuple]:
     in the log; a mismatch in the first stages is an error naming it.
     """
     donor = load_model(resolve_model_dir(source))
-    target = backbone_of(model)
+    target = model.backbone_network  # the classification network inside the head's model
     ours, theirs = target.state_dict(), donor.state_dict()
     fits = {k: theirs[k] for k, v in ours.items() if k in theirs and theirs[k].shape == v.shape}
     narrowed = _narrowed_to(donor, target) if len(fits) < len(ours) else None

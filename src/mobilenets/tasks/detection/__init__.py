@@ -1,4 +1,5 @@
-"""Detection: default boxes, box coding, matching, SSD losses and post-processing (on ``torchvision.ops``).
+"""Detection as a training task: SSD losses (``loss``) and the task (``task``).
 
-The SSDLite model itself is ``mobilenets.models.ssdlite``; these modules import nothing else of mobilenets.
+The SSDLite model is ``mobilenets.models.ssdlite``; the default boxes, box coder, matcher and
+post-processing it and the losses share are ``mobilenets.ops``.
 """

@@ -12,33 +12,34 @@ Positives are matched anchors; losses are normalised by their count over the bat
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch.nn import functional as F
 from torchvision.ops import nms, sigmoid_focal_loss
 
-from .coder import BOX_CODER_WEIGHTS, decode, encode
-from .matcher import match
+from ...models.ssdlite import LOSS_KINDS, HeadOutputs, LossConfig, SSDLite
+from ...ops.coder import decode, encode
+from ...ops.matcher import match
 
-LOSS_KINDS = ("softmax", "sigmoid", "focal")
+__all__ = ["LOSS_KINDS", "LossConfig", "detector_loss", "loss_from_outputs", "match_targets", "ssd_loss"]
 
 
-@dataclass(frozen=True)
-class LossConfig:
-    kind: str = "softmax"
-    iou_threshold: float = 0.5  # matcher
-    neg_pos_ratio: float = 3.0  # softmax / sigmoid hard negatives per positive
-    min_negatives: int = 3  # sigmoid: per image
-    max_hard_examples: int = 3000  # sigmoid
-    mining_nms: float = 0.99  # sigmoid
-    focal_alpha: float = 0.75
-    focal_gamma: float = 2.0
-    coder_weights: tuple[float, float, float, float] = BOX_CODER_WEIGHTS
+def detector_loss(model: SSDLite, images: torch.Tensor, targets: list[dict]) -> dict[str, torch.Tensor]:
+    """{"bbox_regression", "classification"} of ``model``'s preset (``model.recipe.loss``); targets as torchvision's.
 
-    def __post_init__(self):
-        if self.kind not in LOSS_KINDS:
-            raise ValueError(f"loss kind must be one of {LOSS_KINDS}, got {self.kind!r}")
+    ``targets``: per image {"boxes": (n, 4) x1, y1, x2, y2 in pixels, "labels": (n,) int64 in 1..C-1}.
+    """
+    size = (images.shape[-2], images.shape[-1])
+    model.check_targets(targets, size, images.shape[0])
+    return loss_from_outputs(model, model.head_outputs(images), targets, size)
+
+
+def loss_from_outputs(model: SSDLite, outputs: HeadOutputs, targets: list[dict], image_size: tuple[int, int]):
+    """The losses of ``model``'s training-mode ``forward`` outputs (what ``detector_loss`` computes from images)."""
+    codes, logits, anchors = outputs
+    model.check_targets(targets, image_size, codes.shape[0])
+    targets = [{"boxes": t["boxes"].to(codes), "labels": t["labels"].to(codes.device, torch.int64)}
+               for t in targets]  # fmt: skip
+    return ssd_loss(codes, logits, anchors, targets, model.recipe.loss)
 
 
 def match_targets(anchors: torch.Tensor, targets: list[dict], iou_threshold: float) -> list[torch.Tensor]:

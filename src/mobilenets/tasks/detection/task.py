@@ -14,6 +14,7 @@ from ...training.report import write_curves, write_markdown
 from .. import register_task
 from ..coco_map import coco_map
 from ..dense import DenseTask, backbone_chans
+from .loss import loss_from_outputs
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ class DetectionTask(DenseTask):
 
     def loss(self, outputs, targets, recipe):
         size = (self.data.resolution, self.data.resolution)
-        losses = self.model.loss_from_outputs(outputs, targets, size)
+        losses = loss_from_outputs(self.model, outputs, targets, size)
         n = len(targets)
         stats = {name: value.item() * n for name, value in losses.items()}
         return sum(losses.values()), stats
