@@ -42,3 +42,29 @@ def test_a_fourth_task_runs_through_every_command(tmp_path, capsys):
     from mobilenets.deploy import metadata_of
 
     assert metadata_of(tmp_path / "dots.onnx")["task"] == "keypoints"
+
+
+def test_the_commands_engine_and_predict_name_no_task():
+    """Every task is reached through the task table: no task's name, nor an import of a task's module, in the
+    files a new task must not need to edit."""
+    import ast
+    from pathlib import Path
+
+    import mobilenets
+    from mobilenets.tasks import task_names
+
+    root = Path(mobilenets.__file__).parent
+    files = [*sorted((root / "commands").glob("*.py")), root / "predict.py", root / "cli.py",
+             *(root / "training" / name for name in ("engine.py", "task.py", "checkpoint.py", "report.py")),
+             root / "data" / "show.py"]  # fmt: skip
+    names = set(task_names())
+    found = []
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and node.value in names:
+                found.append(f"{path.relative_to(root)}:{node.lineno} {node.value!r}")
+            if isinstance(node, ast.ImportFrom) and node.module and "tasks." in f"{node.module}.":
+                module = node.module.split("tasks", 1)[1]
+                if module:  # the table itself (``from ..tasks import get_task``) is the one way in
+                    found.append(f"{path.relative_to(root)}:{node.lineno} imports tasks{module}")
+    assert found == []

@@ -88,9 +88,9 @@ def _info_model(args):
         if (Path(args.name) / "config.json").is_file():
             read_config(args.name)  # says what is wrong with its config.json
         raise ValueError(f"{args.name} is a directory but not a model directory (config.json + model.safetensors)")
-    # The input each task's papers count at: ImageNet 224, SSDLite 320 (P-V2/P-V3 Table 6).
-    default = {"detection": "320"}.get(get_entry(args.name).task, "224")
-    return create_model(args.name, num_classes=args.num_classes), args.resolution or default
+    # The input the papers count a model at: ImageNet's 224, unless the model says (SSDLite: 320).
+    model = create_model(args.name, num_classes=args.num_classes)
+    return model, args.resolution or str(getattr(model, "paper_input_size", 224))
 
 
 def cmd_info(args) -> int:

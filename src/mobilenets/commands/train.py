@@ -191,6 +191,5 @@ def _saved_task(path: str) -> str:
     from ..tasks import task_of
 
     model_dir = Path(path) / "best" if (Path(path) / "best" / CONFIG_FILE).is_file() else Path(path)
-    if not (model_dir / CONFIG_FILE).is_file():
-        return "classification"  # evaluate() names what is missing
-    return task_of(read_config(model_dir).get("name"))
+    # Without a config (evaluate() names what is missing) or a registered name: a classifier's, by task_of.
+    return task_of(read_config(model_dir).get("name") if (model_dir / CONFIG_FILE).is_file() else "")

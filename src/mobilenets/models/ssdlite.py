@@ -141,6 +141,7 @@ class SSDLite(nn.Module):
     """
 
     task = "detection"
+    paper_input_size = IMAGE_SIZE  # what the papers count its MAdds at (P-V2/P-V3 Table 6)
 
     def __init__(
         self,

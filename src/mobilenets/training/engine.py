@@ -76,7 +76,7 @@ class TrainConfig:
     teacher: str | None = None  # classification: a model directory (or NAME.TAG) to distil from
     distill_weight: float | None = None  # the loss's share that matches the teacher (None: 0.5; the rest: labels)
     distill_temperature: float | None = None  # None: 1; softens both sides, the matching term is scaled by T^2
-    recipe: str | None = None  # None: the task's default (classification "fast", detection "detection"...)
+    recipe: str | None = None  # None: the task's default (its Task.default_recipe)
     epochs: int | None = None
     batch_size: int | None = None
     lr: float | None = None
