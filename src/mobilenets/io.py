@@ -21,9 +21,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .models.build import build_from_config
+from .models.net import Network, upgrade_state_dict
 from .preprocessing import Preprocessing, default_preprocessing
+from .pretrained import pretrained_dir, shadow_hint
 from .pretrained import resolve as resolve_pretrained
-from .pretrained import shadow_hint
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
@@ -398,13 +400,6 @@ def _check_config(config: dict, config_path: Path) -> None:
             raise ValueError(f"{config_path}: preprocessing: {err}") from None
 
 
-def build_from_config(config: dict) -> nn.Module:
-    """An untrained model with the architecture a config describes (``models.factory``)."""
-    from .models.factory import build_from_config as build
-
-    return build(config)
-
-
 def load_model(directory: str | os.PathLike, *, device: str | torch.device = "cpu") -> nn.Module:
     """Load a model directory written by save_model; returns the model in eval mode.
 
@@ -426,8 +421,6 @@ def load_model(directory: str | os.PathLike, *, device: str | torch.device = "cp
         model = build_from_config(config)
     except ValueError as err:  # an option out of range (names it): say which file holds it
         raise ValueError(f"{directory / CONFIG_FILE}: options: {err}") from None
-    from .models.net import Network, upgrade_state_dict
-
     if isinstance(model, Network):  # old classifier directories; a task model's ``head`` is its own
         state_dict = upgrade_state_dict(state_dict)
     load_state_dict_checked(model, state_dict, source=str(weights))
@@ -440,3 +433,8 @@ def load_model(directory: str | os.PathLike, *, device: str | torch.device = "cp
     model.preprocessing = Preprocessing.from_dict(config["preprocessing"]) if config.get("preprocessing") else None
     model.metadata = config.get("metadata") or {}
     return model.to(device).eval()
+
+
+def load_pretrained(name: str, tag: str = "fashion-mnist") -> nn.Module:
+    """The shipped model ``name`` with weights ``tag``, in eval mode, with its labels and preprocessing."""
+    return load_model(pretrained_dir(name, tag))

@@ -29,7 +29,6 @@ from torch.nn import functional as F
 
 from ..layers import ConvNormAct, NormConfig, make_divisible
 from ..registry import Published, get_entry, register
-from .factory import create_model
 from .net import Network, check_common, check_image_batch
 from .signature import Signature, TensorSpec
 from .spec import BlockSpec
@@ -89,11 +88,14 @@ def build_backbone(
     for key, value in (("bn_eps", bn_eps), ("bn_momentum", bn_momentum)):
         if value is not None:
             options[key] = value
-    net = create_model(backbone, **options)
+    # The family's builder itself, as create_model would call it: models.factory sits above the families.
+    options = {**entry.fixed, **{k: v for k, v in options.items() if v is not None}}
+    net = entry.builder(**options)
     if reduced_tail:
         specs = reduce_last_block(net.blocks, halve_first_expansion=family == "mobilenet_v3")
         extra = {"head_chs": net.final_conv.conv.out_channels // 2} if family == "mobilenet_v3" else {}
-        net = create_model(backbone, **options, blocks=[s.to_dict() for s in specs], **extra)
+        net = entry.builder(**{**options, "blocks": [s.to_dict() for s in specs], **extra})
+    net.name = backbone
     # Only the feature maps are used: drop what comes after them, so it is neither computed nor counted.
     net.pool, net.pre_logits, net.dropout, net.classifier = nn.Identity(), nn.Identity(), nn.Identity(), nn.Identity()
     if family == "mobilenet_v2":
