@@ -30,6 +30,7 @@ from .pretrained import resolve as resolve_pretrained
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
+BEST_DIR = "best"  # a training run's model directory: the epoch its validation split chose
 
 
 # --- the output policy ----------------------------------------------------------
@@ -92,6 +93,28 @@ def is_model_dir(path: str | os.PathLike) -> bool:
     except (OSError, ValueError):
         return False
     return (path / WEIGHTS_FILE).is_file()
+
+
+def resolve_model_dir(path: str | os.PathLike) -> Path:
+    """The model directory that ``path`` names: shipped weights ``NAME.TAG``, a model directory itself, or a
+    training run directory's ``best/`` model. A FileNotFoundError (one line) when it is none of them.
+
+    Every command that takes "a model directory or a run" comes here; what is wrong inside a model
+    directory (a bad config.json, missing weights) is left to ``read_config``/``load_model`` to name.
+    """
+    given = Path(path)
+    path = resolve_pretrained(given)
+    if (path / CONFIG_FILE).is_file():
+        return path
+    if (path / BEST_DIR / CONFIG_FILE).is_file():
+        return path / BEST_DIR
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path} is not a directory; give a model directory, a training run directory "
+                                "(`mobilenets train -o`) or shipped weights NAME.TAG")  # fmt: skip
+    raise FileNotFoundError(
+        f"{path} is neither a run directory (with {BEST_DIR}/) nor a model directory (with {CONFIG_FILE})"
+        + shadow_hint(given)
+    )
 
 
 def remove_ours(path: str | os.PathLike) -> None:

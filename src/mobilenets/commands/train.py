@@ -198,13 +198,12 @@ def cmd_eval(args) -> int:
 
 def _saved_task(path: str) -> str:
     """The task of a run's best model or a model directory (classification when its name is not registered)."""
-    from pathlib import Path
-
-    from ..io import CONFIG_FILE, read_config
+    from ..io import read_config, resolve_model_dir
     from ..registry import get_entry, list_models
 
-    model_dir = Path(path) / "best" if (Path(path) / "best" / CONFIG_FILE).is_file() else Path(path)
-    if not (model_dir / CONFIG_FILE).is_file():
+    try:
+        model_dir = resolve_model_dir(path)
+    except FileNotFoundError:
         return "classification"  # evaluate() names what is missing
     name = read_config(model_dir).get("name")
     return get_entry(name).task if name in list_models() else "classification"

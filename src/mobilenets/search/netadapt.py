@@ -26,8 +26,7 @@ from typing import Protocol
 
 from torch import nn
 
-from ..io import atomic_write_text, build_from_config, load_model, save_model
-from ..training.checkpoint import resolve_model_dir
+from ..io import atomic_write_text, build_from_config, load_model, resolve_model_dir, save_model
 from .plan import Layout, Slot, WidthPlan, candidate_widths, narrow
 
 log = logging.getLogger(__name__)
