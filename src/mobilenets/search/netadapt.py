@@ -27,7 +27,8 @@ from typing import Protocol
 from torch import nn
 
 from ..io import atomic_write_text, build_from_config, load_model, resolve_model_dir, save_model
-from .plan import Layout, Slot, WidthPlan, candidate_widths, narrow
+from ..models.width import Layout, Slot, WidthPlan, narrow
+from .plan import candidate_widths
 
 log = logging.getLogger(__name__)
 

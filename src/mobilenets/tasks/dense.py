@@ -185,7 +185,7 @@ def _narrowed_to(donor: nn.Module, target: nn.Module) -> nn.Module | None:
     which torchvision's reduced tail keeps: those layers then start from the strongest half of the
     classifier's filters instead of at random. None when the two are not the same network but for widths.
     """
-    from ..search.plan import WidthPlan, narrow
+    from ..models.width import WidthPlan, narrow
 
     try:
         have, want = WidthPlan.of(donor), WidthPlan.of(target)
