@@ -109,7 +109,7 @@ def test_one_resolver_takes_a_model_dir_a_run_or_shipped_weights(tmp_path, monke
     name, _, tag = shipped.partition(".")
     monkeypatch.chdir(tmp_path)
     assert resolve_model_dir(shipped) == WEIGHTS_ROOT / tag / name
-    with pytest.raises(FileNotFoundError, match="missing is not a directory"):
+    with pytest.raises(FileNotFoundError, match="missing is neither a run directory .with best/. nor a model dir"):
         resolve_model_dir(tmp_path / "missing")
     (tmp_path / shipped).mkdir()  # a local folder of the same name wins, and the error says what it hides
     with pytest.raises(FileNotFoundError, match=f"neither a run directory .* hides the shipped weights {shipped}"):

@@ -108,9 +108,6 @@ def resolve_model_dir(path: str | os.PathLike) -> Path:
         return path
     if (path / BEST_DIR / CONFIG_FILE).is_file():
         return path / BEST_DIR
-    if not path.is_dir():
-        raise FileNotFoundError(f"{path} is not a directory; give a model directory, a training run directory "
-                                "(`mobilenets train -o`) or shipped weights NAME.TAG")  # fmt: skip
     raise FileNotFoundError(
         f"{path} is neither a run directory (with {BEST_DIR}/) nor a model directory (with {CONFIG_FILE})"
         + shadow_hint(given)
