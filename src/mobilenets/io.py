@@ -6,6 +6,11 @@ is assembled in a temporary sibling and its files moved in, the config last. Not
 is replaced or deleted: ``check_output`` is the one rule every command applies to its output
 path (new or empty, or ours and ``overwrite`` asked for). Files and directories get
 the modes the user's umask gives, as any other file they write.
+
+Where it sits: above ``pretrained`` (NAME.TAG -> a shipped directory) and ``models.build`` (a config's
+family and options -> a module, which ``load_model`` builds with); below ``models.factory``
+(``create_model``, whose ``pretrained=`` loads through here) and everything that reads or writes
+models. ``resolve_model_dir`` is the one place a run directory stands for its ``best/`` model.
 """
 
 from __future__ import annotations
