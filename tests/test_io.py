@@ -95,3 +95,22 @@ def test_preprocessing_transform(tmp_path):
     assert x.shape == (3, 32, 48)
     torch.testing.assert_close(x[:, 5, 5], torch.tensor([30.0, 20.0, 10.0]), atol=1e-3, rtol=0)
     assert mobilenets.preprocessing.default_preprocessing(1, 28).transform()(image).shape == (1, 28, 28)
+
+
+def test_one_resolver_takes_a_model_dir_a_run_or_shipped_weights(tmp_path, monkeypatch):
+    from mobilenets.io import resolve_model_dir
+    from mobilenets.pretrained import WEIGHTS_ROOT, available
+
+    save_model(create_model("mobilenet_v1_025", num_classes=2), tmp_path / "run" / "best")
+    (tmp_path / "run" / "run.json").write_text("{}")
+    assert resolve_model_dir(tmp_path / "run") == tmp_path / "run" / "best"
+    assert resolve_model_dir(tmp_path / "run" / "best") == tmp_path / "run" / "best"
+    shipped = next(iter(available()))
+    name, _, tag = shipped.partition(".")
+    monkeypatch.chdir(tmp_path)
+    assert resolve_model_dir(shipped) == WEIGHTS_ROOT / tag / name
+    with pytest.raises(FileNotFoundError, match="missing is neither a run directory .with best/. nor a model dir"):
+        resolve_model_dir(tmp_path / "missing")
+    (tmp_path / shipped).mkdir()  # a local folder of the same name wins, and the error says what it hides
+    with pytest.raises(FileNotFoundError, match=f"neither a run directory .* hides the shipped weights {shipped}"):
+        resolve_model_dir(shipped)

@@ -2,7 +2,7 @@
 
 from .complexity import Profile, compare_published, profile
 from .deploy import optimize
-from .io import load_model, save_model
+from .io import load_model, load_pretrained, save_model
 from .models import (
     BlockSpec,
     FeatureInfo,
@@ -16,7 +16,6 @@ from .models import (
 )
 from .models.factory import create_model
 from .preprocessing import Preprocessing
-from .pretrained import load_pretrained
 from .registry import list_models
 
 __version__ = "0.1.0"

@@ -6,6 +6,11 @@ is assembled in a temporary sibling and its files moved in, the config last. Not
 is replaced or deleted: ``check_output`` is the one rule every command applies to its output
 path (new or empty, or ours and ``overwrite`` asked for). Files and directories get
 the modes the user's umask gives, as any other file they write.
+
+Where it sits: above ``pretrained`` (NAME.TAG -> a shipped directory) and ``models.build`` (a config's
+family and options -> a module, which ``load_model`` builds with); below ``models.factory``
+(``create_model``, whose ``pretrained=`` loads through here) and everything that reads or writes
+models. ``resolve_model_dir`` is the one place a run directory stands for its ``best/`` model.
 """
 
 from __future__ import annotations
@@ -21,13 +26,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .models.build import build_from_config
+from .models.net import Network, upgrade_state_dict
 from .preprocessing import Preprocessing, default_preprocessing
+from .pretrained import pretrained_dir, shadow_hint
 from .pretrained import resolve as resolve_pretrained
-from .pretrained import shadow_hint
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
+BEST_DIR = "best"  # a training run's model directory: the epoch its validation split chose
 
 
 # --- the output policy ----------------------------------------------------------
@@ -90,6 +98,25 @@ def is_model_dir(path: str | os.PathLike) -> bool:
     except (OSError, ValueError):
         return False
     return (path / WEIGHTS_FILE).is_file()
+
+
+def resolve_model_dir(path: str | os.PathLike) -> Path:
+    """The model directory that ``path`` names: shipped weights ``NAME.TAG``, a model directory itself, or a
+    training run directory's ``best/`` model. A FileNotFoundError (one line) when it is none of them.
+
+    Every command that takes "a model directory or a run" comes here; what is wrong inside a model
+    directory (a bad config.json, missing weights) is left to ``read_config``/``load_model`` to name.
+    """
+    given = Path(path)
+    path = resolve_pretrained(given)
+    if (path / CONFIG_FILE).is_file():
+        return path
+    if (path / BEST_DIR / CONFIG_FILE).is_file():
+        return path / BEST_DIR
+    raise FileNotFoundError(
+        f"{path} is neither a run directory (with {BEST_DIR}/) nor a model directory (with {CONFIG_FILE})"
+        + shadow_hint(given)
+    )
 
 
 def remove_ours(path: str | os.PathLike) -> None:
@@ -398,13 +425,6 @@ def _check_config(config: dict, config_path: Path) -> None:
             raise ValueError(f"{config_path}: preprocessing: {err}") from None
 
 
-def build_from_config(config: dict) -> nn.Module:
-    """An untrained model with the architecture a config describes (``models.factory``)."""
-    from .models.factory import build_from_config as build
-
-    return build(config)
-
-
 def load_model(directory: str | os.PathLike, *, device: str | torch.device = "cpu") -> nn.Module:
     """Load a model directory written by save_model; returns the model in eval mode.
 
@@ -426,8 +446,6 @@ def load_model(directory: str | os.PathLike, *, device: str | torch.device = "cp
         model = build_from_config(config)
     except ValueError as err:  # an option out of range (names it): say which file holds it
         raise ValueError(f"{directory / CONFIG_FILE}: options: {err}") from None
-    from .models.net import Network, upgrade_state_dict
-
     if isinstance(model, Network):  # old classifier directories; a task model's ``head`` is its own
         state_dict = upgrade_state_dict(state_dict)
     load_state_dict_checked(model, state_dict, source=str(weights))
@@ -440,3 +458,8 @@ def load_model(directory: str | os.PathLike, *, device: str | torch.device = "cp
     model.preprocessing = Preprocessing.from_dict(config["preprocessing"]) if config.get("preprocessing") else None
     model.metadata = config.get("metadata") or {}
     return model.to(device).eval()
+
+
+def load_pretrained(name: str, tag: str = "fashion-mnist") -> nn.Module:
+    """The shipped model ``name`` with weights ``tag``, in eval mode, with its labels and preprocessing."""
+    return load_model(pretrained_dir(name, tag))

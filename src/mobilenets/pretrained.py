@@ -1,7 +1,7 @@
 """Weights shipped inside the package, as timm names them: ``NAME.TAG`` (e.g. ``mobilenet_v1_025.fashion-mnist``).
 
 Each is an ordinary model directory under ``mobilenets/weights/TAG/NAME/``; ``create_model(NAME,
-pretrained=TAG)`` and ``load_pretrained(NAME, TAG)`` load it, and ``NAME.TAG`` works wherever a model
+pretrained=TAG)`` and ``mobilenets.load_pretrained(NAME, TAG)`` load it, and ``NAME.TAG`` works wherever a model
 directory does (``eval``, ``predict``, ``export``, ``bench``, ``info``, ``--init``). Its config's
 ``metadata`` says how it was trained and what it scored. A real path of the same name wins; so no
 command writes one by default: ``export NAME.TAG`` writes ``./NAME.TAG.onnx``, a file beside.
@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-
-from torch import nn
 
 WEIGHTS_ROOT = Path(__file__).parent / "weights"
 
@@ -69,10 +67,3 @@ def shadow_hint(path: str | os.PathLike) -> str:
     if not (WEIGHTS_ROOT / tag / name / "config.json").is_file():
         return ""
     return f"; this local {path} hides the shipped weights {path.name}: rename or remove it to use those"
-
-
-def load_pretrained(name: str, tag: str = "fashion-mnist") -> nn.Module:
-    """The shipped model ``name`` with weights ``tag``, in eval mode, with its labels and preprocessing."""
-    from .io import load_model
-
-    return load_model(pretrained_dir(name, tag))

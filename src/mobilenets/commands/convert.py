@@ -7,9 +7,9 @@ import json
 import logging
 from pathlib import Path
 
-log = logging.getLogger(__name__)
+from ..convert import SOURCES
 
-SOURCES = ("torchvision", "timm", "keras", "megvii")
+log = logging.getLogger(__name__)
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:

@@ -185,11 +185,11 @@ def cmd_eval(args) -> int:
 
 def _saved_task(path: str) -> str:
     """The task of a run's best model or a model directory (classification when its name is not registered)."""
-    from pathlib import Path
-
-    from ..io import CONFIG_FILE, read_config
+    from ..io import read_config, resolve_model_dir
     from ..tasks import task_of
 
-    model_dir = Path(path) / "best" if (Path(path) / "best" / CONFIG_FILE).is_file() else Path(path)
-    # Without a config (evaluate() names what is missing) or a registered name: a classifier's, by task_of.
-    return task_of(read_config(model_dir).get("name") if (model_dir / CONFIG_FILE).is_file() else "")
+    try:
+        model_dir = resolve_model_dir(path)
+    except FileNotFoundError:
+        return task_of("")  # a classifier's: evaluate() names what is missing
+    return task_of(read_config(model_dir).get("name"))

@@ -34,7 +34,7 @@ class Target:
     extra: dict = field(default_factory=dict)
 
     def build(self, num_classes: int) -> nn.Module:
-        from ..models.factory import build
+        from ..models.build import build
 
         return build(self.family, {**self.options, "num_classes": num_classes}, self.name)
 

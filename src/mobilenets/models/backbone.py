@@ -19,7 +19,6 @@ from collections.abc import Callable, Sequence
 
 from ..layers import make_divisible
 from ..registry import get_entry
-from .factory import create_model
 from .net import FeatureNetwork, Network
 from .spec import BlockSpec
 
@@ -110,9 +109,18 @@ def build_backbone(
             options[key] = value
     if reduced_tail == "c4":
         options["reduced_tail"] = True
-    net = create_model(name, **options)
+    net = _classifier(name, options)
     if reduced_tail == "rf2":
         specs = reduce_last_block(net.blocks, halve_first_expansion=family == "mobilenet_v3")
         extra = {"head_chs": net.final_conv.conv.out_channels // 2} if family == "mobilenet_v3" else {}
-        net = create_model(name, **options, blocks=[s.to_dict() for s in specs], **extra)
+        net = _classifier(name, {**options, "blocks": [s.to_dict() for s in specs], **extra})
     return FeatureNetwork(net, taps=list(taps(net) if callable(taps) else taps))
+
+
+def _classifier(name: str, options: dict) -> Network:
+    """The registered classifier ``name`` with ``options``, as create_model builds it: its family's builder on
+    the entry's fixed options (models.factory sits above the families, so it is not called from here)."""
+    entry = get_entry(name)
+    net = entry.builder(**{**entry.fixed, **{k: v for k, v in options.items() if v is not None}})
+    net.name = name
+    return net

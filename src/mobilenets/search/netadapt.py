@@ -26,9 +26,9 @@ from typing import Protocol
 
 from torch import nn
 
-from ..io import atomic_write_text, build_from_config, load_model, save_model
-from ..training.checkpoint import resolve_model_dir
-from .plan import Layout, Slot, WidthPlan, candidate_widths, narrow
+from ..io import atomic_write_text, build_from_config, load_model, resolve_model_dir, save_model
+from ..models.width import Layout, Slot, WidthPlan, narrow
+from .plan import candidate_widths
 
 log = logging.getLogger(__name__)
 

@@ -420,17 +420,10 @@ def evaluate(
     model's preprocessing. ``tta``: average the logits of each image and its horizontal mirror.
     """
     from ..devices import resolve_device
-    from ..io import CONFIG_FILE
-    from ..pretrained import resolve
+    from ..io import resolve_model_dir
 
     target = resolve_device(device)  # before any loading: a wrong --device is the first error
-    path = resolve(path)  # NAME.TAG: weights shipped with the package
-    if (path / BEST_DIR / CONFIG_FILE).is_file():
-        path = path / BEST_DIR
-    elif not (path / CONFIG_FILE).is_file():
-        raise FileNotFoundError(
-            f"{path} is neither a run directory (with {BEST_DIR}/) nor a model directory (with {CONFIG_FILE})"
-        )
+    path = resolve_model_dir(path)  # a run's best/, a model directory, or NAME.TAG: weights shipped with the package
     data, data_from = (data, "--data") if data is not None else (run_data(path), "run.json")
     model = load_model(path)
     spec = load_data(data, preprocessing=model.preprocessing, in_chans=model.in_chans, val_limit=limit, train_limit=1)

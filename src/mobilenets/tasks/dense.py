@@ -10,9 +10,8 @@ import torch
 from torch import nn
 
 from ..data.loader import seeded_loader
-from ..io import load_model, read_config
+from ..io import load_model, read_config, resolve_model_dir
 from ..preprocessing import Preprocessing
-from ..training.checkpoint import resolve_model_dir
 from ..training.task import Task
 
 log = logging.getLogger(__name__)
@@ -208,7 +207,7 @@ def _narrowed_to(donor: nn.Module, target: nn.Module) -> nn.Module | None:
     which torchvision's reduced tail keeps: those layers then start from the strongest half of the
     classifier's filters instead of at random. None when the two are not the same network but for widths.
     """
-    from ..search.plan import WidthPlan, narrow
+    from ..models.width import WidthPlan, narrow
 
     try:
         have, want = WidthPlan.of(donor), WidthPlan.of(target)
@@ -237,13 +236,12 @@ def evaluate_saved(task: DenseTask, path: str | Path, data: str | None, *, limit
     ``data`` None: the run's own (its run.json); a bare model directory needs ``data``.
     """
     from ..devices import resolve_device
-    from ..io import CONFIG_FILE
-    from ..training.checkpoint import BEST_DIR, RUN_CONFIG
+    from ..io import BEST_DIR
+    from ..training.checkpoint import RUN_CONFIG
     from ..training.engine import TrainConfig, read_run_config
 
     target = resolve_device(device)
-    path = Path(path)
-    model_dir = path / BEST_DIR if (path / BEST_DIR / CONFIG_FILE).is_file() else path
+    model_dir = resolve_model_dir(path)
     if data is None:
         if model_dir.name != BEST_DIR or not (model_dir.parent / RUN_CONFIG).is_file():
             raise ValueError(f"{model_dir} is a model directory, not a run: it does not say what data it was "

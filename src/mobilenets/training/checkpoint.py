@@ -17,23 +17,11 @@ import torch
 from torch import nn
 
 from ..errors import unpickling_detail
-from ..io import CONFIG_FILE, WEIGHTS_FILE, atomic_write, is_model_dir, sweep_stale
+from ..io import BEST_DIR, CONFIG_FILE, WEIGHTS_FILE, atomic_write, is_model_dir, sweep_stale
 
 CHECKPOINT = "checkpoint.pt"
 RUN_CONFIG = "run.json"
-BEST_DIR = "best"
 FINAL_DIR = "final"  # the last epoch's model: the figure that involves no selection on the validation set
-
-
-def resolve_model_dir(path: str | os.PathLike) -> Path:
-    """A model directory, or a training run directory's best model."""
-    path = Path(path)
-    if is_model_dir(path):
-        return path
-    if is_model_dir(path / BEST_DIR):
-        return path / BEST_DIR
-    raise FileNotFoundError(f"{path} is neither a model directory nor a training run with a {BEST_DIR}/ model; "
-                            "give the directory `mobilenets train -o` wrote (or its best/)")  # fmt: skip
 
 
 @dataclass
