@@ -126,3 +126,19 @@ def test_lower_modules_do_not_import_higher_ones(lower, higher):
 def test_no_import_cycle_in_the_package():
     found = cycles(import_graph())
     assert not found, f"import cycles: {found}"
+
+
+def test_docs_layout_is_generated_from_the_code():
+    """docs/layout.md is what docs/make_layout.py writes now: regenerate it after adding or moving a module."""
+    import importlib.util
+
+    script = PACKAGE.parent.parent / "docs" / "make_layout.py"
+    spec = importlib.util.spec_from_file_location("make_layout", script)
+    make_layout = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_layout)
+    text = make_layout.render()
+    assert (script.parent / "layout.md").read_text() == text, "stale: run `python docs/make_layout.py`"
+    order = make_layout.layer_order(import_graph())
+    position = {name: i for i, name in enumerate(order)}
+    for name, edges in import_graph().items():  # each module is listed below everything it imports
+        assert all(position[edge] < position[name] for edge in edges), name
