@@ -68,3 +68,32 @@ def test_the_commands_engine_and_predict_name_no_task():
                 if module:  # the table itself (``from ..tasks import get_task``) is the one way in
                     found.append(f"{path.relative_to(root)}:{node.lineno} imports tasks{module}")
     assert found == []
+
+
+def test_a_task_offered_by_another_package_is_found_through_its_entry_point(monkeypatch):
+    import mobilenets.tasks as table
+    from mobilenets.training import Task
+
+    loaded = []
+
+    class Offered:
+        name, group = "depth", table.ENTRY_POINT_GROUP
+
+        def load(self):  # what importing the package's module does: it registers its task
+            @table.register_task
+            class DepthTask(Task):
+                name = "depth"
+
+            loaded.append(DepthTask)
+            return DepthTask
+
+    monkeypatch.setattr(table, "entry_points", lambda group: [Offered()] if group == table.ENTRY_POINT_GROUP else [])
+    monkeypatch.setattr(table, "_TABLE", dict(table._TABLE))
+    assert "depth" in table.task_names() and not loaded  # listed without being imported
+    assert table.get_task("depth") is loaded[0]
+    try:
+        table.get_task("nothing")
+    except ValueError as err:
+        assert "no task 'nothing'; the tasks are" in str(err) and "depth" in str(err)
+    else:
+        raise AssertionError("an unknown task must be refused")
