@@ -15,14 +15,14 @@ from torch import nn
 from ..data.classification import BUILTIN, VAL_NAME, DataSpec, collate_skip, idx_batch, load_data
 from ..data.loader import seeded_loader
 from ..errors import UsageError
-from ..io import atomic_write, atomic_write_text, build_from_config, load_model, read_config, save_model
+from ..io import atomic_write, build_from_config, load_model, read_config, save_model
 from ..models.factory import create_model
 from ..models.spec import min_input_size
 from ..progress import progress as with_bar
 from ..registry import get_entry, list_models
 from ..training.checkpoint import BEST_DIR, FINAL_DIR, RUN_CONFIG
 from ..training.engine import read_run_config
-from ..training.report import pyplot, write_curves, write_markdown
+from ..training.report import pyplot, write_curves, write_report
 from ..training.task import Task
 from . import register_task
 
@@ -184,7 +184,6 @@ class ClassificationTask(Task):
             "labels": spec.labels,
             "confusion": metrics["confusion"],
         }
-        atomic_write_text(out / "report.json", json.dumps(summary, indent=1) + "\n")
         pictures = [p for p in (write_curves(out, state.history, "top1", "top-1 (%)", spec.val.name),
                                 _confusion_png(out, metrics["confusion"], spec.labels, held.name)) if p]  # fmt: skip
         best = (f"- best/: epoch {state.best_epoch}, chosen on {spec.val.name} ({len(spec.val):,} images"
@@ -200,7 +199,7 @@ class ClassificationTask(Task):
             f"- training time {state.train_seconds / 60:.1f} min; skipped unreadable images: {state.skipped} train, "
             f"{metrics['skipped']} {held.name}",
         ]
-        write_markdown(out, f"{config.model} on {config.data}", headline, state.history, pictures)
+        write_report(out, summary, f"{config.model} on {config.data}", headline, state.history, pictures)
         log.info(
             "final model: %s (epoch %d); %s top-1 %.2f%%, top-5 %.2f%%; best/ is epoch %d (chosen on %s); "
             "%.1f min training (every invocation), %.1f min wall time (this one); report: %s",

@@ -125,6 +125,35 @@ class DenseTask(Task):
         save_model(model, directory, labels=list(self.data.labels), preprocessing=model.preprocessing,
                    metadata=meta, overwrite=True)  # fmt: skip
 
+    def report(self, out, best_dir, *, config, recipe, state, wall_seconds):
+        from ..complexity import profile
+        from ..training.report import write_report
+
+        model = load_model(best_dir)
+        figures, lines, pictures = self.final_figures(model, out, config=config, state=state)
+        size = self.data.resolution
+        prof = profile(model, size)
+        summary = {
+            "model": config.model, "task": self.name, "data": self.data.to_dict(), "recipe": recipe.name,
+            "epochs": state.epoch, "steps": state.step, "best_epoch": state.best_epoch, **figures,
+            "params": prof.params, "madds": prof.madds, "resolution": [size, size],
+            "train_seconds": round(state.train_seconds, 1), "wall_seconds_this_invocation": round(wall_seconds, 1),
+            "skipped": self.skipped_in_report(),  # after final_figures: its pass over val counts what it cannot read
+        }  # fmt: skip
+        headline = [
+            f"- data `{self.data.name}` ({len(self.data.train)} train / {len(self.data.val)} val), {size}x{size}",
+            *lines,
+            f"- {prof.params:,} params, {prof.madds / 1e9:.3f}B MAdds; training {state.train_seconds / 60:.1f} min",
+        ]
+        write_report(out, summary, f"{config.model} on {self.data.name}", headline, state.history, pictures)
+        log.info("best model: %s (epoch %d); %s; report: %s", best_dir, state.best_epoch, self.headline(summary),
+                 out / "report.md")  # fmt: skip
+        return summary
+
+    @abc.abstractmethod
+    def final_figures(self, model: nn.Module, out: Path, *, config, state) -> tuple[dict, list[str], list[Path]]:
+        """The best model's figures on val for ``report.json``, its headline lines and the report's pictures."""
+
     # --- what the commands ask of the task -----------------------------------------------------------
 
     @classmethod

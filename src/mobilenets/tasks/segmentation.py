@@ -9,7 +9,6 @@ upsampled bilinearly (``align_corners=False``) to the label size before the argm
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import dataclass
@@ -206,37 +205,19 @@ class SegmentationTask(DenseTask):
         return {"miou": scores.miou, "pixel_accuracy": scores.pixel_accuracy,
                 "iou": dict(zip(self.data.labels, scores.iou, strict=True))}  # fmt: skip
 
-    def report(self, out, best_dir, *, config, recipe, state, wall_seconds):
-        from ..complexity import profile
-        from ..io import atomic_write_text, load_model
-        from ..training.report import write_curves, write_markdown
+    def final_figures(self, model, out, *, config, state):
+        from ..training.report import write_curves
 
-        model = load_model(best_dir)
         scores, shown = self._scores(model, device=torch.device("cpu"), batch_size=16, workers=config.workers)
-        size = self.data.resolution
-        prof = profile(model, size)
         per_class = dict(zip(self.data.labels, scores.iou, strict=True))
-        summary = {
-            "model": config.model, "task": self.name, "data": self.data.to_dict(), "recipe": recipe.name,
-            "epochs": state.epoch, "steps": state.step, "best_epoch": state.best_epoch,
-            "miou": round(scores.miou, 4), "pixel_accuracy": round(scores.pixel_accuracy, 4), "iou": per_class,
-            "params": prof.params, "madds": prof.madds, "resolution": [size, size],
-            "train_seconds": round(state.train_seconds, 1), "wall_seconds_this_invocation": round(wall_seconds, 1),
-            "skipped": self.skipped_in_report(),
-        }  # fmt: skip
-        atomic_write_text(out / "report.json", json.dumps(summary, indent=1) + "\n")
-        pictures = [p for p in (write_curves(out, state.history, "miou", "mIoU"), self.grid(out, shown)) if p]
-        headline = [
-            f"- data `{self.data.name}` ({len(self.data.train)} train / {len(self.data.val)} val), {size}x{size}",
+        figures = {"miou": round(scores.miou, 4), "pixel_accuracy": round(scores.pixel_accuracy, 4), "iou": per_class}
+        lines = [
             f"- best epoch {state.best_epoch}: mIoU ({self.data.num_classes} classes, background included) "
             f"**{scores.miou:.3f}**, pixel accuracy {scores.pixel_accuracy:.3f}",
-            f"- {prof.params:,} params, {prof.madds / 1e9:.3f}B MAdds; training {state.train_seconds / 60:.1f} min",
             "- per-class IoU: " + ", ".join(f"{k} {v:.3f}" for k, v in per_class.items()),
         ]
-        write_markdown(out, f"{config.model} on {self.data.name}", headline, state.history, pictures)
-        log.info("best model: %s (epoch %d); mIoU %.3f; report: %s", best_dir, state.best_epoch, scores.miou,
-                 out / "report.md")  # fmt: skip
-        return summary
+        pictures = [p for p in (write_curves(out, state.history, "miou", "mIoU"), self.grid(out, shown)) if p]
+        return figures, lines, pictures
 
     def grid(self, out, shown):
         """predictions.png: validation images with the predicted mask left and the true mask right."""

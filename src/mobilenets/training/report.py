@@ -99,3 +99,13 @@ def _cell(value) -> str:
     if isinstance(value, float):
         return f"{value:.4f}" if abs(value) < 10 else f"{value:.2f}"
     return str(value)
+
+
+def write_report(out: Path, summary: dict, title: str, headline: list[str], history: list[dict],
+                 pictures: list[Path]) -> Path:  # fmt: skip
+    """A finished run's report, for every task: ``report.json`` (the summary) and ``report.md`` (headline bullets,
+    the per-epoch table, the pictures)."""
+    import json
+
+    atomic_write_text(out / "report.json", json.dumps(summary, indent=1) + "\n")
+    return write_markdown(out, title, headline, history, pictures)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 import torch
 
 from ...data.load import load_detection_data
-from ...io import atomic_write_text, load_model
 from ...models.factory import create_model
-from ...training.report import write_curves, write_markdown
+from ...training.report import write_curves
 from .. import register_task
 from ..coco_map import coco_map
 from ..dense import DenseTask, backbone_chans
@@ -65,37 +63,20 @@ class DetectionTask(DenseTask):
         return {"map": result["map"], "map50": result["map50"], "map75": result["map75"],
                 "per_class": result["per_class"]}  # fmt: skip
 
-    def report(self, out, best_dir, *, config, recipe, state, wall_seconds):
-        from ...complexity import profile
-
-        model = load_model(best_dir)
+    def final_figures(self, model, out, *, config, state):
         preds, truth, images = self.predictions(model, device=torch.device("cpu"), batch_size=32,
                                                 workers=config.workers)  # fmt: skip
         result = coco_map(preds, truth, self.data.labels)
-        size = self.data.resolution
-        prof = profile(model, size)
-        summary = {
-            "model": config.model, "task": self.name, "data": self.data.to_dict(), "recipe": recipe.name,
-            "epochs": state.epoch, "steps": state.step, "best_epoch": state.best_epoch,
-            "map": round(result["map"], 4), "map50": round(result["map50"], 4), "map75": round(result["map75"], 4),
-            "per_class_ap": result["per_class"], "params": prof.params, "madds": prof.madds,
-            "resolution": [size, size], "train_seconds": round(state.train_seconds, 1),
-            "wall_seconds_this_invocation": round(wall_seconds, 1), "skipped": self.skipped_in_report(),
-        }  # fmt: skip
-        atomic_write_text(out / "report.json", json.dumps(summary, indent=1) + "\n")
-        pictures = [p for p in (write_curves(out, state.history, "map", "mAP@[.5:.95]"),
-                                self.grid(out, images, preds, truth)) if p]  # fmt: skip
-        headline = [
-            f"- data `{self.data.name}` ({len(self.data.train)} train / {len(self.data.val)} val), {size}x{size}",
+        figures = {"map": round(result["map"], 4), "map50": round(result["map50"], 4),
+                   "map75": round(result["map75"], 4), "per_class_ap": result["per_class"]}  # fmt: skip
+        lines = [
             f"- best epoch {state.best_epoch}: mAP@[.5:.95] **{result['map']:.3f}**, mAP50 {result['map50']:.3f}, "
             f"mAP75 {result['map75']:.3f}",
-            f"- {prof.params:,} params, {prof.madds / 1e9:.3f}B MAdds; training {state.train_seconds / 60:.1f} min",
             "- per-class AP: " + ", ".join(f"{k} {v:.3f}" for k, v in result["per_class"].items()),
         ]
-        write_markdown(out, f"{config.model} on {self.data.name}", headline, state.history, pictures)
-        log.info("best model: %s (epoch %d); mAP %.3f, mAP50 %.3f; report: %s", best_dir, state.best_epoch,
-                 result["map"], result["map50"], out / "report.md")  # fmt: skip
-        return summary
+        pictures = [p for p in (write_curves(out, state.history, "map", "mAP@[.5:.95]"),
+                                self.grid(out, images, preds, truth)) if p]  # fmt: skip
+        return figures, lines, pictures
 
     def grid(self, out, images, preds, truth):
         """predictions.png: validation images, predicted boxes (score >= 0.3, with it) left, the truth right."""
