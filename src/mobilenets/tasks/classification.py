@@ -14,14 +14,13 @@ from torch import nn
 
 from ..data.classification import BUILTIN, VAL_NAME, DataSpec, collate_skip, idx_batch, load_data
 from ..data.loader import seeded_loader
-from ..errors import UsageError
 from ..io import atomic_write, build_from_config, load_model, read_config, save_model
 from ..models.factory import create_model
 from ..models.spec import min_input_size
 from ..progress import progress as with_bar
 from ..registry import get_entry, list_models
-from ..training.checkpoint import BEST_DIR, FINAL_DIR, RUN_CONFIG
-from ..training.engine import read_run_config
+from ..training.checkpoint import FINAL_DIR, RUN_CONFIG
+from ..training.engine import run_config_of
 from ..training.report import pyplot, write_curves, write_report
 from ..training.task import Task
 from . import register_task
@@ -439,12 +438,9 @@ def evaluate(
 
 def run_data(model_dir: Path) -> str:
     """The data a run's model was trained on, from the run's run.json (``model_dir`` is the run's best/)."""
+    # Evaluating on a default dataset would give a meaningless figure (an RGB ImageNet model on Fashion-MNIST).
     run_dir = model_dir.parent
-    if model_dir.name != BEST_DIR or not (run_dir / RUN_CONFIG).is_file():
-        # Evaluating on a default dataset would give a meaningless figure (an RGB ImageNet model on Fashion-MNIST).
-        raise UsageError(f"{model_dir} is a model directory, not a run: it does not say what data it was trained on; "
-                         "pass --data (fashion-mnist, a directory of IDX files or an ImageFolder root)")  # fmt: skip
-    data = read_run_config(run_dir).data
+    data = run_config_of(model_dir, "fashion-mnist, a directory of IDX files or an ImageFolder root").data
     if str(data).lower() not in BUILTIN and not Path(data).is_dir():
         raise FileNotFoundError(f"{run_dir / RUN_CONFIG} says the run trained on {data}, which is not a directory "
                                 "from here; pass --data with where that data is now")  # fmt: skip

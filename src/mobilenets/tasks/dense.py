@@ -265,17 +265,12 @@ def evaluate_saved(task: DenseTask, path: str | Path, data: str | None, *, limit
     ``data`` None: the run's own (its run.json); a bare model directory needs ``data``.
     """
     from ..devices import resolve_device
-    from ..io import BEST_DIR
-    from ..training.checkpoint import RUN_CONFIG
-    from ..training.engine import TrainConfig, read_run_config
+    from ..training.engine import TrainConfig, run_config_of
 
     target = resolve_device(device)
     model_dir = resolve_model_dir(path)
     if data is None:
-        if model_dir.name != BEST_DIR or not (model_dir.parent / RUN_CONFIG).is_file():
-            raise ValueError(f"{model_dir} is a model directory, not a run: it does not say what data it was "
-                             "trained on; pass --data (fmnist-det, fmnist-seg, a COCO or VOC directory)")  # fmt: skip
-        saved = read_run_config(model_dir.parent)
+        saved = run_config_of(model_dir, "fmnist-det, fmnist-seg, a COCO or VOC directory")
         # The run's data as the run saw it: the same canvases or split cut, unless --limit says otherwise.
         data, limit = saved.data, limit or saved.val_limit
     model = load_model(model_dir).to(target)

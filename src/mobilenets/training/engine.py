@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import UsageError
 from ..io import atomic_write_text, check_output, read_config
 from ..registry import get_entry
 from ..tasks import get_task, task_of
@@ -161,6 +162,15 @@ def resume_config(run_dir: str | os.PathLike, **changes) -> TrainConfig:
         log.warning("changing epochs from %s to %s also changes the lr schedule of the remaining steps",
                     saved.epochs, config.epochs)  # fmt: skip
     return config
+
+
+def run_config_of(model_dir: Path, data_hint: str) -> TrainConfig:
+    """The config of the run whose best/ is ``model_dir``; a bare model directory does not say what data it was
+    trained on, which is an error naming the --data it needs (``data_hint``: what --data takes)."""
+    if model_dir.name != BEST_DIR or not (model_dir.parent / RUN_CONFIG).is_file():
+        raise UsageError(f"{model_dir} is a model directory, not a run: it does not say what data it was trained "
+                         f"on; pass --data ({data_hint})")  # fmt: skip
+    return read_run_config(model_dir.parent)
 
 
 def read_run_config(run_dir: str | Path) -> TrainConfig:
