@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
@@ -131,14 +132,19 @@ def remove_ours(path: str | os.PathLike) -> None:
 
 # --- temporary siblings -----------------------------------------------------------
 # A file or directory is built under a hidden name beside its target, ``.NAME.PID-XXXXXXXX.tmp``,
-# then renamed over it. A process killed with -9 cannot clean up: the next write to the same
-# target removes the leftovers of dead processes. Only names of this exact shape are touched.
+# then renamed over it. A process killed with -9 cannot clean up: the first write of a process into a
+# directory removes the leftovers of dead processes there (once, not at every write: a folder of 10,000
+# pictures is listed once). Only names of this exact shape are touched.
+
+_TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.(?P<pid>\d+)-[a-z0-9_]+\.(tmp|old)$")
+_SWEPT: set[Path] = set()
 
 
 def temp_sibling(path: Path, *, directory: bool = False, suffix: str = ".tmp") -> Path:
     """A new, empty hidden file (or directory) beside ``path`` named after it and this process."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    sweep_stale(path)
+    if path.parent.absolute() not in _SWEPT:
+        sweep_stale(path.parent)
     prefix = f".{path.name}.{os.getpid()}-"
     if directory:
         return Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=path.parent))
@@ -157,23 +163,20 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def sweep_stale(path: Path) -> list[Path]:
-    """Remove the temporary siblings of ``path`` that a dead process of ours left behind."""
+def sweep_stale(directory: Path) -> list[Path]:
+    """Remove the temporary files and folders in ``directory`` that dead processes of ours left behind."""
     removed = []
-    prefix = f".{path.name}."
     with contextlib.suppress(OSError):
-        for entry in path.parent.iterdir():
-            name = entry.name
-            if not name.startswith(prefix) or not name.endswith((".tmp", ".old")):
-                continue
-            pid, dash, rest = name[len(prefix) :].partition("-")
-            if not dash or not pid.isdigit() or "." in rest[:-4] or _pid_alive(int(pid)):
+        for entry in Path(directory).iterdir():
+            match = _TEMP_NAME.match(entry.name)
+            if match is None or _pid_alive(int(match["pid"])):
                 continue
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry, ignore_errors=True)
             else:
                 entry.unlink(missing_ok=True)
             removed.append(entry)
+        _SWEPT.add(Path(directory).absolute())
     return removed
 
 

@@ -163,6 +163,22 @@ class DenseTask(Task):
         return evaluate_saved(cls(), path, data, limit=limit, batch_size=min(batch_size, 64), workers=workers,
                               device=device)  # fmt: skip
 
+    per_class_key = "per_class"  # the key of evaluate_saved's per-class figures
+
+    @classmethod
+    @abc.abstractmethod
+    def figures(cls, metrics: dict) -> str:
+        """The task's headline figures of its metrics (or of its report's summary, which has the same keys)."""
+
+    @classmethod
+    def eval_lines(cls, metrics):
+        return [f"{metrics['model']} on {metrics['data']} ({metrics['images']} val images): {cls.figures(metrics)}",
+                "  " + ", ".join(f"{k} {v:.3f}" for k, v in metrics[cls.per_class_key].items())]  # fmt: skip
+
+    @classmethod
+    def headline(cls, summary):
+        return "val " + cls.figures(summary)
+
     @classmethod
     def whole_images(cls, model: nn.Module, paths: list[Path], device) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """A batch of the images at ``paths``, each resized whole to the model's input and normalized, and the

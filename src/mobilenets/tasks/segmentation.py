@@ -223,15 +223,11 @@ class SegmentationTask(DenseTask):
         """predictions.png: validation images with the predicted mask left and the true mask right."""
         return self.prediction_grid(out, shown)
 
-    @classmethod
-    def eval_lines(cls, metrics):
-        return [f"{metrics['model']} on {metrics['data']} ({metrics['images']} val images): mIoU "
-                f"{metrics['miou']:.3f}  pixel accuracy {metrics['pixel_accuracy']:.3f}",
-                "  " + ", ".join(f"{k} {v:.3f}" for k, v in metrics["iou"].items())]  # fmt: skip
+    per_class_key = "iou"
 
     @classmethod
-    def headline(cls, summary):
-        return f"val mIoU {summary['miou']:.3f}  pixel accuracy {summary['pixel_accuracy']:.3f}"
+    def figures(cls, metrics):
+        return f"mIoU {metrics['miou']:.3f}  pixel accuracy {metrics['pixel_accuracy']:.3f}"
 
     @classmethod
     def predict(cls, model, paths, device, *, topk, min_score):

@@ -138,8 +138,8 @@ def clear_run(path: str | os.PathLike) -> list[Path]:
         for file in board.glob("events.out.tfevents.*"):
             unlink(file)
         rmdir_if_empty(board)
+    removed += sweep_stale(path)
     for name in (CHECKPOINT, *RUN_FILES[2:], RUN_CONFIG):  # run.json last: until then it is still a run
-        removed += sweep_stale(path / name)
         unlink(path / name)
     return removed
 

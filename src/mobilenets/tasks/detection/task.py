@@ -86,15 +86,11 @@ class DetectionTask(DenseTask):
         shown = [{k: p[k][p["scores"] >= 0.3] for k in ("boxes", "labels", "scores")} for p in preds]
         return self.prediction_grid(out, list(zip(images, shown, truth, strict=False)))
 
-    @classmethod
-    def eval_lines(cls, metrics):
-        return [f"{metrics['model']} on {metrics['data']} ({metrics['images']} val images): mAP@[.5:.95] "
-                f"{metrics['map']:.3f}  mAP50 {metrics['map50']:.3f}  mAP75 {metrics['map75']:.3f}",
-                "  " + ", ".join(f"{k} {v:.3f}" for k, v in metrics["per_class"].items())]  # fmt: skip
+    per_class_key = "per_class"
 
     @classmethod
-    def headline(cls, summary):
-        return f"val mAP@[.5:.95] {summary['map']:.3f}  mAP50 {summary['map50']:.3f}  mAP75 {summary['map75']:.3f}"
+    def figures(cls, metrics):
+        return f"mAP@[.5:.95] {metrics['map']:.3f}  mAP50 {metrics['map50']:.3f}  mAP75 {metrics['map75']:.3f}"
 
     @classmethod
     def predict(cls, model, paths, device, *, topk, min_score):
