@@ -475,20 +475,21 @@ def draw_top(image, top: list[dict]):
     """``image`` (PIL) as a uint8 3 x H x W tensor under a header listing its top classes and probabilities."""
     import numpy as np
     import torch
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image, ImageDraw
 
+    from ..data.show import font
     from ..preprocessing import to_model_mode
 
     picture = to_model_mode(image, "RGB")
     if picture.width < 256:  # a 28 x 28 picture would be narrower than its labels
         scale = math.ceil(256 / picture.width)
         picture = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
-    font = ImageFont.load_default()
-    line = 14
-    header = Image.new("RGB", (picture.width, line * len(top) + 6), "white")
+    size = max(14, picture.width // 16)  # text that scales with the picture, as the boxes' labels do
+    line, face = size + 4, font(size)
+    header = Image.new("RGB", (picture.width, line * len(top) + 8), "white")
     draw = ImageDraw.Draw(header)
     for row, entry in enumerate(top):
-        draw.text((4, 3 + row * line), f"{100 * entry['probability']:5.1f}%  {entry['label']}", fill="black", font=font)
+        draw.text((6, 4 + row * line), f"{100 * entry['probability']:5.1f}%  {entry['label']}", fill="black", font=face)
     canvas = Image.new("RGB", (picture.width, header.height + picture.height), "white")
     canvas.paste(header, (0, 0))
     canvas.paste(picture, (0, header.height))
